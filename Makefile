@@ -1,0 +1,41 @@
+# medtl: make install, make test, make benchmark, make ui.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUITE ?= benchmark/suites/smoke.yaml
+MLFLOW_PORT ?= 5000
+
+.PHONY: install test test-fast benchmark real-cpu report ui lint-imports constraints clean
+
+install:  ## create .venv and install medtl with its test extras, pinned by constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/medtl list
+
+test:  ## the whole test suite (offline, CPU), plus the import-layering contract
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+test-fast:  ## everything but the tests that train several models
+	$(BIN)/python -m pytest -m "not slow"
+
+benchmark:  ## run a suite (default: the smoke suite on generated data) and print its leaderboard
+	$(BIN)/medtl benchmark $(SUITE)
+
+real-cpu:  ## the real-data CPU profile on ../shared/data (override DATA=...)
+	$(BIN)/medtl benchmark benchmark/suites/real-cpu.yaml --data-root $(or $(DATA),../shared/data)
+
+report:  ## leaderboard of what has finished so far
+	$(BIN)/medtl report $(SUITE)
+
+ui:  ## browse runs: http://127.0.0.1:$(MLFLOW_PORT)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --default-artifact-root ./mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+lint-imports:
+	$(BIN)/lint-imports
+
+constraints:  ## re-pin the tested set from the current .venv
+	{ head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^medtl' | sort -f; } > constraints.tmp && mv constraints.tmp constraints.txt
+
+clean:
+	rm -rf reports .medtl_cache lightning_logs .pytest_cache

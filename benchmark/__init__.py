@@ -1,0 +1,4 @@
+"""Benchmark: RunSpec, suites, the runner, throughput, reports and the `medtl` CLI.
+
+    medtl benchmark benchmark/suites/smoke.yaml
+"""

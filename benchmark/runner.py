@@ -1,0 +1,149 @@
+"""Run a suite: expand cells, skip finished ones, run the rest under one parent MLflow run, report.
+
+    medtl benchmark benchmark/suites/smoke.yaml [--data-root DIR] [--tracking-uri URI]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from benchmark.cells import CellContext, run_cell
+from benchmark.report import cell_results, leaderboard, to_markdown, write_report
+from benchmark.spec import RunSpec
+from benchmark.suite import Suite, load_suite
+from tracking import CellRun, client as make_client, ensure_experiment, environment_tags, finished_runs_by_hash, flatten, log_text, runs_frame, start_run, tracking_uri
+from tracking.runs import HASH_TAG
+
+
+@dataclass
+class SuiteOutcome:
+    suite: Suite
+    parent_run_id: str
+    ran: list[RunSpec] = field(default_factory=list)
+    skipped: list[RunSpec] = field(default_factory=list)
+    failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+    leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)
+    report_paths: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def experiment_name(suite: Suite) -> str:
+    return f"medtl-{suite.name}"
+
+
+def _quiet_libraries() -> None:
+    # Lightning's per-fit banners ("GPU available: False ...") repeat once per cell; the suite's
+    # own progress says what matters. Real warnings still show.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LitLogger.*")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per checkpoint fetch is noise
+
+
+def cell_tags(spec: RunSpec, suite: Suite) -> dict[str, str]:
+    return {
+        HASH_TAG: spec.hash,
+        "medtl.suite": suite.name,
+        "medtl.stage": spec.stage,
+        "medtl.source": spec.source,
+        **environment_tags(),
+    }
+
+
+def run_suite(
+    suite_path: Path | str,
+    *,
+    data_root: Path | None = None,
+    uri: str | None = None,
+    report_dir: Path | None = None,
+    accelerator: str = "auto",
+    echo=print,
+) -> SuiteOutcome:
+    """Run every cell of the suite that has no FINISHED run yet; see the module docstring."""
+    _quiet_libraries()
+    started = time.perf_counter()
+    suite = load_suite(suite_path)
+    uri = tracking_uri(uri)
+    client = make_client(uri)
+    experiment_id = ensure_experiment(client, experiment_name(suite))
+    finished = finished_runs_by_hash(client, experiment_id)
+    parent_id = start_run(client, experiment_id, name=f"suite {suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                          tags={"medtl.suite": suite.name, "medtl.stage": "suite", **environment_tags()})
+    outcome = SuiteOutcome(suite, parent_id)
+    ctx = CellContext(client, uri, data_root, Path(".medtl_cache"), finished, suite.throughput, accelerator)
+    echo(f"Suite {suite.name}: {len(suite.cells)} cells ({len(suite.cells) - len(suite.finetune_cells)} pretraining) "
+         f"-> MLflow {uri}, experiment {experiment_name(suite)}")
+    status = "FINISHED"
+    try:
+        with tqdm(total=len(suite.cells), desc=f"suite {suite.name}", unit="cell", position=0, dynamic_ncols=True) as bar:
+            for spec in suite.cells:
+                if spec.hash in finished:
+                    outcome.skipped.append(spec)
+                    bar.update(1)
+                    continue
+                bar.set_postfix_str(spec.label)
+                try:
+                    with CellRun(client, experiment_id, name=spec.label, tags=cell_tags(spec, suite),
+                                 params={"spec_hash": spec.hash, **flatten(spec.to_dict())}, parent_id=parent_id) as run:
+                        run_cell(spec, ctx, run)
+                    finished[spec.hash] = client.get_run(run.run_id)
+                    outcome.ran.append(spec)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - recorded FAILED by CellRun; the suite goes on
+                    outcome.failed.append((spec, f"{type(exc).__name__}: {exc}"))
+                    tqdm.write(f"FAILED {spec.label} [{spec.hash}]: {type(exc).__name__}: {exc}")
+                bar.update(1)
+        if outcome.skipped:
+            echo(f"Skipped {len(outcome.skipped)} of {len(suite.cells)} cells that already have a FINISHED run with the same spec hash.")
+        outcome.leaderboard, cells = suite_leaderboard(suite, client, finished)
+        out_dir = report_dir or Path("reports") / suite.name
+        outcome.report_paths = write_report(outcome.leaderboard, cells, out_dir, f"medtl {suite.name}")
+        for path in outcome.report_paths:
+            client.log_artifact(parent_id, str(path), "report")
+        _log_suite_summary(client, parent_id, outcome)
+        echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}"))
+        echo(f"Report written to {out_dir}/ (leaderboard.csv, leaderboard.md, cells.csv) and logged to parent run {parent_id}.")
+        if outcome.failed:
+            status = "FAILED"
+            echo(f"{len(outcome.failed)} cell(s) FAILED (rerun the suite to retry them):")
+            for spec, error in outcome.failed:
+                echo(f"  {spec.label} [{spec.hash}]: {error}")
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        outcome.seconds = time.perf_counter() - started
+        client.set_terminated(parent_id, status)
+    return outcome
+
+
+def _log_suite_summary(client, parent_id: str, outcome: SuiteOutcome) -> None:
+    from tracking.runs import log_metrics
+
+    log_metrics(client, parent_id, {"cells_ran": len(outcome.ran), "cells_skipped": len(outcome.skipped), "cells_failed": len(outcome.failed)})
+    if outcome.failed:
+        log_text(client, parent_id, "\n".join(f"{s.label} [{s.hash}]: {e}" for s, e in outcome.failed), "failed_cells.txt")
+
+
+def suite_leaderboard(suite: Suite, client, finished: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leaderboard of the suite's fine-tuning cells that have FINISHED runs (from any invocation)."""
+    if finished is None:
+        experiment = client.get_experiment_by_name(experiment_name(suite))
+        finished = finished_runs_by_hash(client, experiment.experiment_id) if experiment else {}
+    runs = [finished[c.hash] for c in suite.finetune_cells if c.hash in finished]
+    cells = cell_results(runs_frame(runs))
+    return leaderboard(cells), cells

@@ -1,0 +1,78 @@
+"""A failing cell is FAILED in MLflow with its error and the suite goes on; a killed suite resumes."""
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import benchmark.runner as runner
+from benchmark.cli import main
+from benchmark.runner import experiment_name, run_suite
+from benchmark.suite import load_suite
+from tests.benchmark.suites import write_suite
+
+CHEAP = {"epochs": 1, "batch_size": 32}
+
+
+def _cells(uri, suite):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment_name(suite))
+    return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("medtl.stage") == "finetune"]
+
+
+def test_failed_cell_is_recorded_and_suite_continues(tmp_path, mlflow_uri, capsys):
+    path = write_suite(tmp_path, name="broken", sources={"none": {"weights": "scratch"}, "lost": {"weights": f"file:{tmp_path / 'missing.pt'}"}}, hparams=CHEAP)
+    code = main(["benchmark", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "2 cell(s) FAILED" in out and "missing.pt" in out
+    runs = _cells(mlflow_uri, load_suite(path))
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 2 and all("missing.pt" in r.data.tags["medtl.error"] for r in failed)
+    assert {a.path for a in MlflowClient(mlflow_uri).list_artifacts(failed[0].info.run_id)} >= {"error.txt"}
+    assert sum(r.info.status == "FINISHED" for r in runs) == 2  # the healthy source still ran
+    # A rerun retries only the failed cells (and they fail again, still non-zero).
+    assert main(["benchmark", str(path)]) == 1
+    assert "Skipped 2 of 4" in capsys.readouterr().out
+
+
+def test_killed_suite_resumes_without_duplicates(tmp_path, mlflow_uri, monkeypatch):
+    path = write_suite(tmp_path, name="killed", sources={"none": {"weights": "scratch"}}, folds=3, hparams=CHEAP)
+    real_run_cell, calls = runner.run_cell, []
+
+    def run_cell_then_die(spec, ctx, run):
+        calls.append(spec.hash)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C or a kill looks like from inside a cell
+        return real_run_cell(spec, ctx, run)
+
+    monkeypatch.setattr(runner, "run_cell", run_cell_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(path, echo=lambda *_: None)
+    monkeypatch.setattr(runner, "run_cell", real_run_cell)
+    outcome = run_suite(path, echo=lambda *_: None)
+    assert len(outcome.skipped) == 1 and len(outcome.ran) == 2
+    runs = _cells(mlflow_uri, load_suite(path))
+    finished = [r.data.tags["medtl.spec_hash"] for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == len(set(finished)) == 3
+    assert [r.info.status for r in runs].count("KILLED") == 1
+
+
+def test_unknown_names_fail_before_training_with_valid_names(tmp_path, mlflow_uri, capsys):
+    path = write_suite(tmp_path, name="typo", backbones=["resnet181"])
+    assert main(["benchmark", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown backbone 'resnet181'" in err and "resnet18" in err and str(path) in err
+    path = write_suite(tmp_path, name="typo2", target={"dataset": "kvasir-v3"})
+    assert main(["benchmark", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'kvasir-v3'" in err and "gen-target" in err
+
+
+def test_missing_suite_file_is_a_clear_error(capsys):
+    assert main(["benchmark", "no/such/suite.yaml"]) == 2
+    assert "no/such/suite.yaml not found" in capsys.readouterr().err
+
+
+def test_list_shows_the_registries(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18" in out and "gen-target" in out and "layerwise" in out and "smoke" in out

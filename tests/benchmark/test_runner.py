@@ -1,0 +1,97 @@
+"""A tiny suite end to end: MLflow contents, the planted transfer effect, resume, failures."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from benchmark.runner import experiment_name, run_suite
+from benchmark.suite import load_suite
+from tests.benchmark.suites import write_suite
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Run the tiny suite once (1 pretraining + 4 fine-tuning cells) and a second time."""
+    work = tmp_path_factory.mktemp("tiny")
+    previous = os.getcwd()
+    os.chdir(work)
+    try:
+        uri = f"sqlite:///{work / 'mlruns.db'}"
+        path = write_suite(work)
+        first = run_suite(path, uri=uri, accelerator="cpu", echo=lambda *_: None)
+        second = run_suite(path, uri=uri, accelerator="cpu", echo=lambda *_: None)
+        yield {"uri": uri, "path": path, "first": first, "second": second, "work": work, "client": MlflowClient(uri)}
+    finally:
+        os.chdir(previous)
+
+
+def _cell_runs(client, suite):
+    exp = client.get_experiment_by_name(experiment_name(suite))
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("medtl.stage") in ("pretrain", "finetune")]
+
+
+def test_all_cells_finish_and_report_is_written(tiny):
+    first = tiny["first"]
+    assert first.exit_code == 0 and not first.failed
+    assert len(first.ran) == 5
+    table = pd.read_csv(tiny["work"] / "reports" / "tiny" / "leaderboard.csv")
+    assert set(table["source"]) == {"none", "gen-general"}
+    assert (table["n"] == 2).all()
+    markdown = (tiny["work"] / "reports" / "tiny" / "leaderboard.md").read_text()
+    assert "MCC" in markdown and "gen-general" in markdown and "±" in markdown
+
+
+def test_finetune_run_has_params_metrics_and_artifacts(tiny):
+    client = tiny["client"]
+    suite = load_suite(tiny["path"])
+    spec = next(c for c in suite.finetune_cells if c.source == "gen-general")
+    run = next(r for r in _cell_runs(client, suite) if r.data.tags["medtl.spec_hash"] == spec.hash)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["spec_hash"] == spec.hash and params["backbone"] == "smallcnn" and params["source"] == "gen-general"
+    assert params["hparams.lr"] == "0.001" and params["hparams.epochs"] == "5" and params["fold"] == str(spec.fold)
+    assert params["weights"].startswith("cell:")
+    for name in ("test/mcc", "test/f1", "test/rec", "test/prec", "test/spec", "test/acc", "test/auc", "test/fps", "val/mcc", "train/loss"):
+        assert name in run.data.metrics, name
+    assert len(client.get_metric_history(run.info.run_id, "val/mcc")) == 5  # one per epoch
+    assert -1.0 <= run.data.metrics["test/mcc"] <= 1.0 and run.data.metrics["test/fps"] > 0
+    tags = run.data.tags
+    assert tags["throughput.batch_size"] == "8" and tags["throughput.image_size"] == "32"
+    assert tags["throughput.precision"] == "32-true" and tags["throughput.device"] == "cpu"
+    assert tags["medtl.git_sha"] and tags["medtl.version.torch"] and tags["medtl.device"].startswith("cpu")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "test")}
+    assert {"spec.json", "test/confusion_matrix.csv", "test/confusion_matrix.png", "test/predictions.csv"} <= artifacts
+    local = Path(client.download_artifacts(run.info.run_id, "test/confusion_matrix.csv", str(tiny["work"] / "dl")))
+    matrix = pd.read_csv(local, index_col=0)
+    assert list(matrix.index) == [f"true:{n}" for n in ("lesion_0deg", "lesion_45deg", "lesion_90deg", "lesion_135deg")]
+    assert int(matrix.to_numpy().sum()) == int(run.data.metrics["data/test_rows"])
+    assert tags["mlflow.parentRunId"] == tiny["first"].parent_run_id
+
+
+def test_pretraining_run_exports_backbone_with_provenance(tiny):
+    client = tiny["client"]
+    suite = load_suite(tiny["path"])
+    pre = next(r for r in _cell_runs(client, suite) if r.data.tags["medtl.stage"] == "pretrain")
+    assert {a.path for a in client.list_artifacts(pre.info.run_id, "pretrain")} == {"pretrain/backbone.pt", "pretrain/provenance.json"}
+    assert pre.data.metrics["test/acc_micro"] > 0.5  # 16 classes: the source is learnt, not guessed
+
+
+def test_planted_effect_pretrained_beats_scratch(tiny):
+    """The generated target shares structure with the general source: a real load shows a gain."""
+    table = tiny["first"].leaderboard.set_index("source")
+    assert table.loc["gen-general", "mcc_mean"] > table.loc["none", "mcc_mean"] + 0.3
+
+
+def test_second_invocation_skips_every_cell(tiny):
+    second = tiny["second"]
+    assert len(second.skipped) == 5 and not second.ran and second.exit_code == 0
+    runs = _cell_runs(tiny["client"], load_suite(tiny["path"]))
+    hashes = [r.data.tags["medtl.spec_hash"] for r in runs]
+    assert len(hashes) == len(set(hashes)) == 5  # no new cell runs
+    pd.testing.assert_frame_equal(second.leaderboard, tiny["first"].leaderboard)

@@ -1,0 +1,116 @@
+"""Cell runs: create, record success or failure, and find what already finished (resume)."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.time import get_current_time_millis
+
+from tracking.artifacts import log_text
+
+HASH_TAG = "medtl.spec_hash"
+ERROR_TAG = "medtl.error"
+PARENT_TAG = "mlflow.parentRunId"  # the tag the MLflow UI nests runs by
+_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
+
+
+def start_run(client: MlflowClient, experiment_id: str, *, name: str, tags: Mapping[str, str], parent_id: str | None = None) -> str:
+    tags = dict(tags)
+    if parent_id:
+        tags[PARENT_TAG] = parent_id
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
+    items = [Param(k, str(v)) for k, v in params.items()]
+    for i in range(0, len(items), _BATCH):
+        client.log_batch(run_id, params=items[i : i + _BATCH])
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    now = get_current_time_millis()
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for i in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[i : i + 1000])
+
+
+class CellRun:
+    """One MLflow run for one cell; FINISHED only if the `with` body completes.
+
+    An exception marks the run FAILED with the error as a tag and the traceback as `error.txt`,
+    then propagates (the suite runner decides whether to go on). Ctrl-C marks it KILLED.
+    """
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        experiment_id: str,
+        *,
+        name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, str],
+        parent_id: str | None = None,
+    ) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.name, self.tags, self.params, self.parent_id = name, dict(tags), dict(params), parent_id
+        self.run_id = ""
+
+    def __enter__(self) -> "CellRun":
+        self.run_id = start_run(self.client, self.experiment_id, name=self.name, tags=self.tags, parent_id=self.parent_id)
+        log_params(self.client, self.run_id, self.params)
+        return self
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        log_metrics(self.client, self.run_id, metrics, step)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.client.set_terminated(self.run_id, "FINISHED")
+            return False
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        try:
+            self.client.set_tag(self.run_id, ERROR_TAG, f"{type(exc).__name__}: {exc}"[:4000])
+            log_text(self.client, self.run_id, "".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
+        finally:
+            self.client.set_terminated(self.run_id, status)
+        return False
+
+
+def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def finished_runs_by_hash(client: MlflowClient, experiment_id: str) -> dict[str, object]:
+    """spec hash -> the most recent FINISHED run carrying it (what a resumed suite skips)."""
+    found: dict[str, object] = {}
+    for run in _search(client, experiment_id, "attributes.status = 'FINISHED'"):
+        key = run.data.tags.get(HASH_TAG)
+        if key and (key not in found or run.info.start_time > found[key].info.start_time):
+            found[key] = run
+    return found
+
+
+def runs_frame(runs: list) -> pd.DataFrame:
+    """Runs as rows: run_id, status, params.*, metrics.*, tags.* (like `mlflow.search_runs`)."""
+    rows = []
+    for run in runs:
+        row = {"run_id": run.info.run_id, "status": run.info.status, "start_time": run.info.start_time}
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
