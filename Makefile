@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUITE ?= benchmark/suites/smoke.yaml
 MLFLOW_PORT ?= 5000
 
-.PHONY: install test test-fast benchmark real-cpu report ui lint-imports constraints clean
+.PHONY: install test test-fast benchmark real-cpu report perf ui lint-imports constraints clean
 
 install:  ## create .venv and install medtl with its test extras, pinned by constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ real-cpu:  ## the real-data CPU profile on ../shared/data (override DATA=...)
 
 report:  ## leaderboard of what has finished so far
 	$(BIN)/medtl report $(SUITE)
+
+perf:  ## inference FPS of the paper backbones at 224 px, file named by its conditions
+	$(BIN)/medtl throughput --backbones smallcnn,alexnet,resnet18,resnet50,densenet169,vgg16,inception_v3 --image-size 224 --batch-size 16
 
 ui:  ## browse runs: http://127.0.0.1:$(MLFLOW_PORT)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --default-artifact-root ./mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import classification_report
 
@@ -46,6 +47,9 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
     """Train and test `spec`, logging metrics and artifacts into `run`; returns the final metrics."""
     task = load_cell_task(spec, ctx.data_root)
     weights = resolve_weights(spec.weights, client=ctx.client, finished=ctx.finished, cache_dir=ctx.cache_dir)
+    # Seed before building: scratch weights (and any head the backbone keeps) are drawn from the
+    # global torch RNG, so without this two runs of one spec start from different networks.
+    torch.manual_seed(spec.seed)
     backbone = create_backbone(spec.backbone, weights)
     log_json(ctx.client, run.run_id, spec.to_dict(), "spec.json")
     options = dict(

@@ -3,6 +3,7 @@
     medtl benchmark benchmark/suites/smoke.yaml     # run a suite (resumes: finished cells are skipped)
     medtl report benchmark/suites/smoke.yaml        # leaderboard of what has finished so far
     medtl list                                      # backbones, datasets, strategies, built-in suites
+    medtl throughput --backbones resnet18,vgg16     # inference FPS per backbone (make perf)
     medtl data ...                                  # download / verify / describe datasets
 """
 
@@ -52,6 +53,38 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_throughput(args) -> int:
+    import pandas as pd
+    import torch
+
+    from backbones import create_backbone, list_backbones
+    from benchmark.throughput import measure_fps
+    from tracking.environment import environment_tags
+
+    names = args.backbones.split(",") if args.backbones else list_backbones()
+    rows = []
+    for name in names:
+        net = create_backbone(name, "scratch")  # weights do not change speed
+        size = max(args.image_size, net.input_config.min_size)
+        result = measure_fps(net, image_size=size, batch_size=args.batch_size, warmup=args.warmup, batches=args.batches,
+                             precision=args.precision, device=args.device)
+        params = sum(p.numel() for p in net.parameters()) / 1e6
+        rows.append({"backbone": name, "fps": round(result.fps, 1), "params_M": round(params, 2), **{k.split(".", 1)[1]: v for k, v in result.params().items()}})
+        print(f"{name:>16}: {result.fps:9.1f} images/s  ({params:.1f} M params)", flush=True)
+    table = pd.DataFrame(rows)
+    tags = environment_tags()
+    table["torch"] = tags["medtl.version.torch"]
+    table["git_sha"] = tags["medtl.git_sha"]
+    device = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).replace(":", "")
+    # The file name carries the conditions, so results from different settings never overwrite each other.
+    out = Path(args.out_dir) / f"fps_{device}_bs{args.batch_size}_{args.image_size}px_{args.precision}_t{torch.get_num_threads()}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print(table.to_markdown(index=False))
+    print(f"Written to {out}. Model forward only, random input, after {args.warmup} warm-up batches.")
+    return 0
+
+
 def cmd_list(args) -> int:
     from backbones import list_backbones
     from tasks import list_datasets, list_strategies
@@ -80,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--tracking-uri")
     report.add_argument("--report-dir")
     report.set_defaults(func=cmd_report)
+
+    perf = sub.add_parser("throughput", help="inference FPS per backbone, with its conditions (make perf)")
+    perf.add_argument("--backbones", help="comma-separated names (default: all)")
+    perf.add_argument("--image-size", type=int, default=224)
+    perf.add_argument("--batch-size", type=int, default=16)
+    perf.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
+    perf.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    perf.add_argument("--warmup", type=int, default=2)
+    perf.add_argument("--batches", type=int, default=5)
+    perf.add_argument("--out-dir", default="reports/throughput")
+    perf.set_defaults(func=cmd_throughput)
 
     listing = sub.add_parser("list", help="list registered backbones, datasets, strategies and suites")
     listing.set_defaults(func=cmd_list)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from tasks.fractions import nested_subsets
 from tasks.index import Task
@@ -35,6 +35,19 @@ class IndexedImages(Dataset):
     def __getitem__(self, i: int):
         image = self.task.images.load(self.items[i])
         return self.transform(image=image)["image"], torch.as_tensor(self.targets[i])
+
+
+def seed_worker_augmentations(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: give each worker's copy of the transforms its own seed.
+
+    Without it every worker would replay the parent's albumentations random state, so worker k
+    and worker j would apply identical augmentations. torch derives `info.seed` from the loader's
+    seeded generator, so this stays reproducible.
+    """
+    info = get_worker_info()
+    transform = getattr(info.dataset, "transform", None)
+    if transform is not None and hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(info.seed % 2**32)
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -102,7 +115,7 @@ class TaskDataModule(L.LightningDataModule):
 
     def _loader(self, rows: np.ndarray, train: bool) -> DataLoader:
         transform = (
-            train_preset(size=self.size, mean=self.mean, std=self.std, augment=self.augment)
+            train_preset(size=self.size, mean=self.mean, std=self.std, augment=self.augment, seed=self.seed)
             if train
             else eval_preset(size=self.size, mean=self.mean, std=self.std)
         )
@@ -114,7 +127,10 @@ class TaskDataModule(L.LightningDataModule):
             # A last batch of one breaks BatchNorm in training; evaluation keeps every row.
             drop_last=train and len(rows) % self.batch_size == 1,
             num_workers=self.num_workers,
+            # Persistent workers keep their augmentation state across epochs; restarted workers
+            # would reseed identically and repeat last epoch's augmentations.
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=seed_worker_augmentations if self.num_workers > 0 else None,
             generator=generator,
         )
 

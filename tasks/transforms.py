@@ -27,7 +27,9 @@ def eval_preset(*, size: int, mean, std) -> A.Compose:
     return A.Compose([A.Resize(size, size), *_finish(size, mean, std)])
 
 
-def train_preset(*, size: int, mean, std, augment: str = "light") -> A.Compose:
+def train_preset(*, size: int, mean, std, augment: str = "light", seed: int | None = None) -> A.Compose:
+    """Training transforms. `seed` fixes the augmentations: albumentations 2 keeps its own random
+    state, untouched by `seed_everything`, and draws it from entropy when no seed is given."""
     if augment not in AUGMENT_LEVELS:
         raise ValueError(f"Unknown augment level {augment!r}. Valid levels: {', '.join(AUGMENT_LEVELS)}.")
     steps: list = [A.Resize(size, size)]
@@ -38,4 +40,4 @@ def train_preset(*, size: int, mean, std, augment: str = "light") -> A.Compose:
         ]
     if augment == "standard":
         steps += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.Rotate(limit=20, p=0.5)]
-    return A.Compose(steps + _finish(size, mean, std))
+    return A.Compose(steps + _finish(size, mean, std), seed=seed)

@@ -76,3 +76,14 @@ def test_list_shows_the_registries(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "resnet18" in out and "gen-target" in out and "layerwise" in out and "smoke" in out
+
+
+def test_throughput_command_writes_a_file_named_by_its_conditions(tmp_path, capsys):
+    import pandas as pd
+
+    assert main(["throughput", "--backbones", "smallcnn", "--image-size", "32", "--batch-size", "4", "--batches", "2",
+                 "--device", "cpu", "--out-dir", str(tmp_path)]) == 0
+    files = list(tmp_path.glob("fps_cpu_bs4_32px_32-true_t*.csv"))
+    assert len(files) == 1
+    row = pd.read_csv(files[0]).iloc[0]
+    assert row["backbone"] == "smallcnn" and row["fps"] > 0 and row["batch_size"] == 4 and row["image_size"] == 32

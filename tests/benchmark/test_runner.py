@@ -25,7 +25,11 @@ def tiny(tmp_path_factory):
         path = write_suite(work)
         first = run_suite(path, uri=uri, accelerator="cpu", echo=lambda *_: None)
         second = run_suite(path, uri=uri, accelerator="cpu", echo=lambda *_: None)
-        yield {"uri": uri, "path": path, "first": first, "second": second, "work": work, "client": MlflowClient(uri)}
+        replica_dir = work / "replica"
+        replica_dir.mkdir()
+        os.chdir(replica_dir)  # a separate store: every cell runs again from nothing
+        replica = run_suite(path, uri=f"sqlite:///{replica_dir / 'mlruns.db'}", accelerator="cpu", echo=lambda *_: None)
+        yield {"uri": uri, "path": path, "first": first, "second": second, "replica": replica, "work": work, "client": MlflowClient(uri)}
     finally:
         os.chdir(previous)
 
@@ -95,3 +99,46 @@ def test_second_invocation_skips_every_cell(tiny):
     hashes = [r.data.tags["medtl.spec_hash"] for r in runs]
     assert len(hashes) == len(set(hashes)) == 5  # no new cell runs
     pd.testing.assert_frame_equal(second.leaderboard, tiny["first"].leaderboard)
+
+
+def test_run_weights_load_the_pretraining_runs_checkpoint(tiny, tmp_path):
+    import torch
+
+    from backbones import WeightsError, create_backbone
+    from benchmark.weights import resolve_weights
+    from tracking.runs import finished_runs_by_hash
+
+    client = tiny["client"]
+    suite = load_suite(tiny["path"])
+    pre = next(r for r in _cell_runs(client, suite) if r.data.tags["medtl.stage"] == "pretrain")
+    weights = resolve_weights(f"run:{pre.info.run_id}", client=client, finished={}, cache_dir=tmp_path)
+    assert weights.startswith("file:")
+    exported = torch.load(weights[len("file:"):], weights_only=True)
+    loaded = create_backbone("smallcnn", weights)
+    for key, value in exported["state_dict"].items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    # cell:<hash> resolves to the same run through the FINISHED-runs lookup.
+    finished = finished_runs_by_hash(client, pre.info.experiment_id)
+    same = resolve_weights(f"cell:{pre.data.tags['medtl.spec_hash']}", client=client, finished=finished, cache_dir=tmp_path)
+    assert same == weights
+    finetune = next(r for r in _cell_runs(client, suite) if r.data.tags["medtl.stage"] == "finetune")
+    with pytest.raises(WeightsError, match="only pretraining runs export one"):
+        resolve_weights(f"run:{finetune.info.run_id}", client=client, finished={}, cache_dir=tmp_path)
+    with pytest.raises(WeightsError, match="not found"):
+        resolve_weights("run:0123456789abcdef", client=client, finished={}, cache_dir=tmp_path)
+
+
+def test_report_command_rebuilds_the_leaderboard(tiny, capsys):
+    from benchmark.cli import main
+
+    assert main(["report", str(tiny["path"]), "--tracking-uri", tiny["uri"], "--report-dir", str(tiny["work"] / "again")]) == 0
+    out = capsys.readouterr().out
+    assert "4 of 4 fine-tuning cells finished" in out and "gen-general" in out
+    again = pd.read_csv(tiny["work"] / "again" / "leaderboard.csv")
+    assert again["mcc_mean"].tolist() == pytest.approx(tiny["first"].leaderboard["mcc_mean"].tolist())
+
+
+def test_same_suite_in_a_fresh_store_reproduces_the_metrics(tiny):
+    metrics = [c for c in tiny["first"].leaderboard.columns if c.endswith(("_mean", "_std")) and not c.startswith("fps")]
+    assert len(tiny["replica"].ran) == 5
+    pd.testing.assert_frame_equal(tiny["replica"].leaderboard[metrics], tiny["first"].leaderboard[metrics])

@@ -9,7 +9,7 @@ import io
 
 import numpy as np
 import pytest
-from _layouts import image_bytes, write_class_folders, write_image
+from tests.tasks._layouts import image_bytes, write_class_folders, write_image
 from PIL import Image, ImageFile
 
 from tasks import DataError, ImageReadError, load_task

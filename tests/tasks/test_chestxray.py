@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _layouts import write_image
+from tests.tasks._layouts import write_image
 
 from tasks import DataError, assign_folds, load_task
 from tasks.adapters.chestxray import patient_group

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from _layouts import FIXTURES, class_counts, image_bytes, write_image
+from tests.tasks._layouts import FIXTURES, class_counts, image_bytes, write_image
 
 from tasks import DataError, load_task
 from tasks.adapters import hyperkvasir as adapter

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import pytest
-from _layouts import write_image
+from tests.tasks._layouts import write_image
 
 from tasks import DataError, load_task
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import pytest
-from _layouts import class_counts, write_class_folders
+from tests.tasks._layouts import class_counts, write_class_folders
 
 from tasks import DataError, load_task
 from tasks.adapters.lapgyn4 import PARTS

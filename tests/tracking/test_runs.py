@@ -1,0 +1,35 @@
+"""Tracking primitives: flattened params, run status on success / failure / interrupt, lookup by hash."""
+
+import pytest
+
+from tracking import CellRun, client, ensure_experiment, finished_runs_by_hash, flatten, tracking_uri
+from tracking.runs import ERROR_TAG, HASH_TAG
+
+
+def test_flatten_nests_with_dots_and_keeps_lists_readable():
+    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1, 2], "f": 0.5}) == {"a.b": "1", "a.c.d": "x", "e": "[1, 2]", "f": "0.5"}
+
+
+def test_default_store_is_embedded_sqlite(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri() == "sqlite:///mlruns.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri() == "http://127.0.0.1:5000" and tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_cell_run_status_and_lookup(mlflow_uri, tmp_path):
+    c = client(mlflow_uri)
+    exp = ensure_experiment(c, "t")
+    assert c.get_experiment(exp).artifact_location == (tmp_path / "mlartifacts").as_uri()
+    with CellRun(c, exp, name="ok", tags={HASH_TAG: "h1"}, params={"lr": "0.1"}) as ok:
+        ok.log_metrics({"test/mcc": 0.5})
+    with pytest.raises(RuntimeError), CellRun(c, exp, name="bad", tags={HASH_TAG: "h2"}, params={}) as bad:
+        raise RuntimeError("broken input: fix it")
+    with pytest.raises(KeyboardInterrupt), CellRun(c, exp, name="killed", tags={HASH_TAG: "h3"}, params={}) as killed:
+        raise KeyboardInterrupt
+    assert c.get_run(ok.run_id).info.status == "FINISHED" and c.get_run(ok.run_id).data.params == {"lr": "0.1"}
+    failed = c.get_run(bad.run_id)
+    assert failed.info.status == "FAILED" and failed.data.tags[ERROR_TAG] == "RuntimeError: broken input: fix it"
+    assert [a.path for a in c.list_artifacts(bad.run_id)] == ["error.txt"]
+    assert c.get_run(killed.run_id).info.status == "KILLED"
+    assert set(finished_runs_by_hash(c, exp)) == {"h1"}
