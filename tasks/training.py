@@ -82,28 +82,37 @@ def train_and_test(
         dropout=float(hp["dropout"]),
         class_weights=datamodule.class_weights() if hp["class_weighted"] else None,
     )
-    trainer = L.Trainer(
-        max_epochs=int(hp["epochs"]),
+    common = dict(
         accelerator=accelerator,
-        devices=devices,
         precision=precision,
         logger=logger if logger is not None else False,
         # Cells export what they need explicitly (pretrain checkpoints); Lightning's own
         # checkpoints would only fill the disk.
         enable_checkpointing=False,
         enable_model_summary=False,
-        callbacks=[
-            *strategy_callbacks(strategy, **hp),
-            TQDMProgressBar(process_position=progress_position, leave=False),
-            *(callbacks or []),
-        ],
         log_every_n_steps=1,
-        num_sanity_val_steps=0,
         deterministic="warn",
+    )
+    progress = TQDMProgressBar(process_position=progress_position, leave=False)
+    distributed = devices not in (1, "1")
+    trainer = L.Trainer(
+        max_epochs=int(hp["epochs"]),
+        devices=devices,
+        # Several devices: spawn the DDP workers from this process. The default launcher would
+        # re-run the whole command (the suite runner, its MLflow runs) once per rank; with spawn
+        # only `fit` is distributed and rank 0's weights come back to this process.
+        strategy="ddp_spawn" if distributed else "auto",
+        callbacks=[*strategy_callbacks(strategy, **hp), progress, *(callbacks or [])],
+        num_sanity_val_steps=0,
+        **common,
     )
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     fit_seconds = time.perf_counter() - start
+    if distributed:
+        # Test in this process on one device, so every prediction lands in `module.test_outputs`
+        # (a DistributedSampler would give each rank a share of the test set).
+        trainer = L.Trainer(devices=1, callbacks=[progress], **common)
     start = time.perf_counter()
     results = trainer.test(module, datamodule=datamodule, verbose=False)
     test_seconds = time.perf_counter() - start

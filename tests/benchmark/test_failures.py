@@ -87,3 +87,17 @@ def test_throughput_command_writes_a_file_named_by_its_conditions(tmp_path, caps
     assert len(files) == 1
     row = pd.read_csv(files[0]).iloc[0]
     assert row["backbone"] == "smallcnn" and row["fps"] > 0 and row["batch_size"] == 4 and row["image_size"] == 32
+
+
+def test_multilabel_target_runs_as_a_suite(tmp_path, mlflow_uri):
+    from tests.tasks.test_medmnist_flags import _write_npz
+    from tasks.adapters.medmnist import medmnist_info
+
+    _write_npz(tmp_path / "chestmnist.npz", medmnist_info()["chestmnist"], n=(40, 10, 12))
+    path = write_suite(tmp_path, name="multilabel", target={"dataset": "medmnist", "path": "chestmnist.npz"}, folds="official",
+                       sources={"none": {"weights": "scratch"}}, hparams=CHEAP)
+    assert main(["benchmark", str(path), "--data-root", str(tmp_path)]) == 0
+    run = _cells(mlflow_uri, load_suite(path))[0]
+    assert run.info.status == "FINISHED" and "test/mcc" in run.data.metrics
+    artifacts = {a.path for a in MlflowClient(mlflow_uri).list_artifacts(run.info.run_id, "test")}
+    assert artifacts == {"test/predictions.csv"}  # no confusion matrix for multi-label
