@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.tracking import MlflowClient
-from sklearn.metrics import classification_report
+from sklearn.metrics import classification_report, multilabel_confusion_matrix
 
 from backbones import create_backbone
 from benchmark.spec import RunSpec
@@ -91,7 +91,13 @@ def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellCon
         log_dataframe(ctx.client, run.run_id, pd.DataFrame(report).T.rename_axis("class").reset_index(), "per_class_report.csv", "test")
         frame = pd.DataFrame({"item": items, "target": targets, "predicted": predicted})
     else:
-        frame = pd.DataFrame({"item": items, "targets": [np.flatnonzero(t).tolist() for t in targets]})
+        predicted = probs >= 0.5  # the threshold torchmetrics' multilabel metrics use
+        per_label = multilabel_confusion_matrix(targets.astype(int), predicted.astype(int), labels=list(range(len(names))))
+        counts = pd.DataFrame(per_label.reshape(len(names), 4), columns=["tn", "fp", "fn", "tp"])
+        counts.insert(0, "label", names)
+        log_dataframe(ctx.client, run.run_id, counts, "per_label_confusion.csv", "test")
+        frame = pd.DataFrame({"item": items, "targets": [np.flatnonzero(t).tolist() for t in targets],
+                              "predicted": [np.flatnonzero(p).tolist() for p in predicted]})
     for i, name in enumerate(names):
         frame[f"p:{name}"] = probs[:, i].round(6)
     log_dataframe(ctx.client, run.run_id, frame, "predictions.csv", "test")

@@ -18,10 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tarfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -30,6 +27,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from tasks.archives import safe_extract  # noqa: F401  (part of this module's API: download, then extract)
 from tasks.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -327,80 +325,6 @@ def _digests_match(path: Path, url: str, md5: str | None, sha256: str | None, *,
         f"Checksum mismatch for {url}: {detail}. The partial file was deleted. Fix: rerun the download; "
         "if it mismatches again the publisher changed the file, so check its page and update CATALOGUE."
     )
-
-
-# --- archives ---------------------------------------------------------------------------------
-
-
-def safe_extract(archive: Path | str, dest: Path | str) -> list[str]:
-    """Unpack a zip or tar(.gz/.bz2/.xz) into `dest`; returns the member names.
-
-    Every member is checked before anything is written: absolute paths, `..` components and
-    links that resolve outside `dest` raise DataError naming the archive and the entry.
-    """
-    archive, dest = Path(archive), Path(dest)
-    root = Path(os.path.realpath(dest))
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            names = zf.namelist()
-            for name in names:
-                _check_member(archive, root, name)
-            dest.mkdir(parents=True, exist_ok=True)
-            zf.extractall(dest)
-        return names
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive, "r:*") as tf:
-            members = tf.getmembers()
-            for member in members:
-                _check_tar_member(archive, root, member)
-            dest.mkdir(parents=True, exist_ok=True)
-            # The 'data' filter (3.11.4+) re-checks at write time and drops setuid bits / devices.
-            try:
-                if hasattr(tarfile, "data_filter"):
-                    tf.extractall(dest, members=members, filter="data")
-                else:  # pragma: no cover - older Pythons rely on our own checks above
-                    tf.extractall(dest, members=members)
-            except tarfile.FilterError as exc:
-                raise DataError(
-                    f"Stopped extracting {archive} at entry {exc.tarinfo.name!r}: tarfile's data filter refused it "
-                    f"({exc}). Entries before it were written under {dest}. Fix: delete {dest} and get the "
-                    "archive from the publisher's page again."
-                ) from exc
-        return [m.name for m in members]
-    raise DataError(f"{archive} is neither a zip nor a tar archive. Fix: delete it and download it again.")
-
-
-def _unsafe(archive: Path, name: str, why: str) -> DataError:
-    return DataError(
-        f"Refusing to extract {archive}: entry {name!r} {why}. Nothing was written. "
-        "Fix: get the archive from the publisher's page again; a genuine release never does this."
-    )
-
-
-def _check_member(archive: Path, root: Path, name: str) -> Path:
-    normal = name.replace("\\", "/")
-    if normal.startswith("/") or (len(normal) > 1 and normal[1] == ":"):
-        raise _unsafe(archive, name, "has an absolute path")
-    if ".." in normal.split("/"):
-        raise _unsafe(archive, name, "has a '..' component")
-    target = Path(os.path.realpath(root / normal))
-    if not target.is_relative_to(root):
-        raise _unsafe(archive, name, "resolves outside the destination (through an existing link)")
-    return target
-
-
-def _check_tar_member(archive: Path, root: Path, member: tarfile.TarInfo) -> None:
-    _check_member(archive, root, member.name)
-    if member.issym() or member.islnk():
-        link = member.linkname.replace("\\", "/")
-        if link.startswith("/"):
-            raise _unsafe(archive, member.name, f"is a link to the absolute path {member.linkname!r}")
-        # symlinks are relative to the member's folder, hard links to the archive root
-        base = (root / member.name).parent if member.issym() else root
-        if not Path(os.path.realpath(base / link)).is_relative_to(root):
-            raise _unsafe(archive, member.name, f"is a link to {member.linkname!r}, outside the destination")
-    elif not (member.isfile() or member.isdir()):
-        raise _unsafe(archive, member.name, "is a device or FIFO")
 
 
 # --- datasets ---------------------------------------------------------------------------------

@@ -53,9 +53,11 @@ class Task:
     def __post_init__(self) -> None:
         validate_index(self.index, self.meta)
 
-    def subset(self, mask) -> "Task":
-        """The same task restricted to the rows where `mask` is true (index reset)."""
-        return Task(self.meta, self.index[np.asarray(mask)].reset_index(drop=True), self.images)
+    def subset(self, rows) -> "Task":
+        """The same task restricted to `rows`: a boolean mask or row positions (index reset)."""
+        rows = np.asarray(rows)
+        positions = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+        return Task(self.meta, self.index.iloc[positions].reset_index(drop=True), self.images)
 
     @property
     def labels(self) -> np.ndarray:

@@ -7,18 +7,26 @@ import platform
 import subprocess
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 
 LIBRARIES = ("torch", "torchvision", "lightning", "torchmetrics", "timm", "mlflow", "optuna", "albumentations", "numpy", "pandas", "scikit-learn")
 
 
+# The checkout medtl runs from, not the working directory: suites are often run from a data or
+# results folder, which may be another repository or none.
+SOURCE_DIR = Path(__file__).resolve().parent
+
+
 @lru_cache(maxsize=1)
 def git_sha() -> str:
+    """HEAD of medtl's own checkout (`-dirty` with uncommitted changes), else the installed version."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        git = dict(capture_output=True, text=True, timeout=5, cwd=SOURCE_DIR)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=True, **git)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git)
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return f"release-{_version('medtl')}"
 
 
 def _version(package: str) -> str:

@@ -100,4 +100,6 @@ def test_multilabel_target_runs_as_a_suite(tmp_path, mlflow_uri):
     run = _cells(mlflow_uri, load_suite(path))[0]
     assert run.info.status == "FINISHED" and "test/mcc" in run.data.metrics
     artifacts = {a.path for a in MlflowClient(mlflow_uri).list_artifacts(run.info.run_id, "test")}
-    assert artifacts == {"test/predictions.csv"}  # no confusion matrix for multi-label
+    assert artifacts == {"test/predictions.csv", "test/per_label_confusion.csv"}  # one 2x2 per label, no C x C matrix
+    counts = __import__("pandas").read_csv(MlflowClient(mlflow_uri).download_artifacts(run.info.run_id, "test/per_label_confusion.csv", str(tmp_path)))
+    assert len(counts) == 14 and (counts[["tn", "fp", "fn", "tp"]].sum(axis=1) == 12).all()

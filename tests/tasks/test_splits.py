@@ -41,3 +41,10 @@ def test_fraction_subsets_through_the_datamodule_are_nested():
     chain = sorted(rows.values(), key=len)  # counts and fractions share one nested order
     assert all(small < large for small, large in zip(chain, chain[1:]))
     assert chain[0] == rows[0.25] and chain[-1] == rows[1.0]
+
+
+def test_subset_takes_a_mask_or_positions():
+    task = load_task("gen-target", size=16)
+    by_mask = task.subset(task.labels == 3)
+    by_rows = task.subset(np.flatnonzero(task.labels == 3))
+    assert by_mask.index.equals(by_rows.index) and (by_rows.labels == 3).all()

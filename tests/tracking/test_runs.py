@@ -33,3 +33,16 @@ def test_cell_run_status_and_lookup(mlflow_uri, tmp_path):
     assert [a.path for a in c.list_artifacts(bad.run_id)] == ["error.txt"]
     assert c.get_run(killed.run_id).info.status == "KILLED"
     assert set(finished_runs_by_hash(c, exp)) == {"h1"}
+
+
+def test_git_sha_is_medtl_checkout_not_cwd(tmp_path, monkeypatch):
+    import subprocess
+
+    from tracking.environment import SOURCE_DIR, git_sha
+
+    git_sha.cache_clear()
+    monkeypatch.chdir(tmp_path)  # not a repository
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=SOURCE_DIR).stdout.strip()
+    if not head:
+        pytest.skip("medtl is not running from a git checkout (e.g. an sdist)")
+    assert git_sha().startswith(head) and len(head) == 40
