@@ -103,3 +103,24 @@ def test_multilabel_target_runs_as_a_suite(tmp_path, mlflow_uri):
     assert artifacts == {"test/predictions.csv", "test/per_label_confusion.csv"}  # one 2x2 per label, no C x C matrix
     counts = __import__("pandas").read_csv(MlflowClient(mlflow_uri).download_artifacts(run.info.run_id, "test/per_label_confusion.csv", str(tmp_path)))
     assert len(counts) == 14 and (counts[["tn", "fp", "fn", "tp"]].sum(axis=1) == 12).all()
+
+
+def test_corrupt_image_in_the_target_fails_the_cell_naming_the_file(tmp_path, mlflow_uri, capsys):
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data" / "folders"
+    rng = np.random.default_rng(0)
+    for cls in ("benign", "malignant"):
+        (data / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(data / cls / f"{i}.jpg")
+    good = (data / "benign" / "0.jpg").read_bytes()
+    (data / "benign" / "0.jpg").write_bytes(good[: len(good) // 2])  # truncated mid-scan
+    path = write_suite(tmp_path, name="corrupt", target={"dataset": "class-folders", "path": "folders"},
+                       sources={"none": {"weights": "scratch"}}, hparams=CHEAP)
+    assert main(["benchmark", str(path), "--data-root", str(tmp_path / "data")]) == 1
+    assert "benign/0.jpg" in capsys.readouterr().out
+    runs = _cells(mlflow_uri, load_suite(path))
+    assert runs and all(r.info.status == "FAILED" for r in runs)
+    assert all("benign/0.jpg" in r.data.tags["medtl.error"] and "truncated" in r.data.tags["medtl.error"] for r in runs)
