@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,18 +36,34 @@ class CellContext:
     throughput: dict = field(default_factory=dict)  # batch_size / warmup / batches
     accelerator: str = "auto"  # Lightning accelerator flag
     progress_position: int = 1  # Lightning's bars go under the suite's bar
+    tasks: OrderedDict = field(default_factory=OrderedDict)  # recently loaded tasks, see load_cell_task
 
 
-def load_cell_task(spec: RunSpec, data_root: Path | None) -> Task:
+# Cells run source-by-source, then target, so two tasks cover the reuse; more would keep large
+# in-memory sets (MedMNIST at 224 px is gigabytes) alive for nothing.
+TASKS_KEPT = 2
+
+
+def load_cell_task(spec: RunSpec, data_root: Path | None, cache: OrderedDict | None = None) -> Task:
+    """The cell's task, indexed once per suite invocation (tasks are immutable, so cells share them)."""
     root = None
     if spec.data_path:
         root = (data_root / spec.data_path) if data_root is not None else Path(spec.data_path)
-    return load_task(spec.task, root, **spec.options)
+    key = (spec.task, str(root), json.dumps(spec.options, sort_keys=True, default=str))
+    if cache is not None and key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    task = load_task(spec.task, root, **spec.options)
+    if cache is not None:
+        cache[key] = task
+        while len(cache) > TASKS_KEPT:
+            cache.popitem(last=False)
+    return task
 
 
 def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
     """Train and test `spec`, logging metrics and artifacts into `run`; returns the final metrics."""
-    task = load_cell_task(spec, ctx.data_root)
+    task = load_cell_task(spec, ctx.data_root, ctx.tasks)
     weights = resolve_weights(spec.weights, client=ctx.client, finished=ctx.finished, cache_dir=ctx.cache_dir)
     # Seed before building: scratch weights (and any head the backbone keeps) are drawn from the
     # global torch RNG, so without this two runs of one spec start from different networks.

@@ -22,6 +22,11 @@ def git_sha() -> str:
     """HEAD of medtl's own checkout (`-dirty` with uncommitted changes), else the installed version."""
     try:
         git = dict(capture_output=True, text=True, timeout=5, cwd=SOURCE_DIR)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=True, **git).stdout.strip()
+        if Path(top).resolve() != SOURCE_DIR.parent:
+            # An installed copy inside some other repository (e.g. a project's .venv): that
+            # repository's sha would be a wrong provenance, so report the release instead.
+            raise subprocess.SubprocessError("not medtl's checkout")
         out = subprocess.run(["git", "rev-parse", "HEAD"], check=True, **git)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git)
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

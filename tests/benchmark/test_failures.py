@@ -124,3 +124,14 @@ def test_corrupt_image_in_the_target_fails_the_cell_naming_the_file(tmp_path, ml
     runs = _cells(mlflow_uri, load_suite(path))
     assert runs and all(r.info.status == "FAILED" for r in runs)
     assert all("benign/0.jpg" in r.data.tags["medtl.error"] and "truncated" in r.data.tags["medtl.error"] for r in runs)
+
+
+def test_cells_share_loaded_tasks_within_a_suite(tmp_path, mlflow_uri, monkeypatch):
+    import benchmark.cells as cells
+
+    loads = []
+    real = cells.load_task
+    monkeypatch.setattr(cells, "load_task", lambda name, root, **o: loads.append(name) or real(name, root, **o))
+    path = write_suite(tmp_path, name="shared", folds=3, sources={"none": {"weights": "scratch"}}, hparams=CHEAP)
+    assert main(["benchmark", str(path)]) == 0
+    assert loads == ["gen-target"]  # indexed once for its three cells

@@ -46,3 +46,19 @@ def test_git_sha_is_medtl_checkout_not_cwd(tmp_path, monkeypatch):
     if not head:
         pytest.skip("medtl is not running from a git checkout (e.g. an sdist)")
     assert git_sha().startswith(head) and len(head) == 40
+
+
+def test_git_sha_of_another_repository_is_not_reported(tmp_path, monkeypatch):
+    import subprocess
+
+    import tracking.environment as env
+
+    other = tmp_path / "project"
+    (other / ".venv" / "tracking").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    monkeypatch.setattr(env, "SOURCE_DIR", other / ".venv" / "tracking")  # installed inside someone else's repo
+    env.git_sha.cache_clear()
+    try:
+        assert env.git_sha().startswith("release-")
+    finally:
+        env.git_sha.cache_clear()
