@@ -5,21 +5,45 @@
     >>> net.num_features, net.input_config.size
     (512, 224)
 
-Imports no other project package (see DESIGN.md, layering).
+Architectures live in `backbones/zoo/` (torchvision, timm, our small CNNs), one decorated
+constructor each; weight sources are parsed in `backbones/weights.py`, ImageNet caches handled in
+`backbones/imagenet.py`. This is the lowest layer: it imports no other project package.
 """
 
 from backbones.backbone import Backbone, InputConfig
 from backbones.errors import BackboneError, UnknownBackboneError, WeightsError
-from backbones.registry import create_backbone, list_backbones, register_backbone
-from backbones import zoo as _zoo  # noqa: F401  (registers the built-in architectures)
+from backbones.registry import (
+    BACKBONES,
+    Registry,
+    backbone_entry,
+    backbone_families,
+    check_weights,
+    create_backbone,
+    has_imagenet_weights,
+    import_submodules,
+    list_backbones,
+    register_backbone,
+)
+from backbones.weights import WeightSource, parse_weights
+
+import_submodules("backbones.zoo")
 
 __all__ = [
+    "BACKBONES",
     "Backbone",
     "BackboneError",
     "InputConfig",
+    "Registry",
     "UnknownBackboneError",
+    "WeightSource",
     "WeightsError",
+    "backbone_entry",
+    "backbone_families",
+    "check_weights",
     "create_backbone",
+    "has_imagenet_weights",
+    "import_submodules",
     "list_backbones",
+    "parse_weights",
     "register_backbone",
 ]

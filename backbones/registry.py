@@ -1,55 +1,179 @@
-"""Backbone registry: one decorated constructor per architecture (timm's `@register_model`)."""
+"""The one registry helper (timm's `@register_model`), and the backbone registry built on it.
+
+Datasets (`tasks.data.registry`) and strategies (`tasks.training.strategies`) use the same
+`Registry`: names are registered once at their definition site, a duplicate is refused, and an
+unknown name is answered with the valid ones.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import pkgutil
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Generic, TypeVar
 
 from backbones.backbone import Backbone
-from backbones.errors import UnknownBackboneError
-from backbones.weights import apply_weights
+from backbones.errors import UnknownBackboneError, WeightsError
+from backbones.weights import WeightSource, load_backbone_file, parse_weights
 
-# A constructor builds the architecture with random weights; `imagenet_source` (if any) returns
-# (url, loader) for its ImageNet weights so `weights.py` can cache and load them.
-Constructor = Callable[[], Backbone]
-_REGISTRY: dict[str, Constructor] = {}
-_IMAGENET: dict[str, Callable[[], object]] = {}
+T = TypeVar("T")
 
 
-def register_backbone(name: str, *, imagenet: Callable[[], object] | None = None):
-    """Register `fn` as the constructor of backbone `name`.
+class Registry(Generic[T]):
+    """Name -> entry, filled by decorators where each entry is defined."""
 
-    `imagenet` returns the library's weights enum (torchvision `Weights`) whose `.url` names the
-    file in the torch hub cache; None when the architecture has no ImageNet weights.
+    def __init__(self, kind: str, unknown: type[Exception] = KeyError) -> None:
+        self.kind = kind  # "backbone", "dataset", "strategy": used in messages
+        self.unknown = unknown  # the error an unknown name raises (a ValueError subclass, usually)
+        self._entries: dict[str, T] = {}
+
+    def add(self, name: str, entry: T) -> T:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice; pick another name.")
+        self._entries[name] = entry
+        return entry
+
+    def remove(self, name: str) -> None:
+        """Forget `name` (tests and plugins that register something for a while)."""
+        self._entries.pop(name, None)
+
+    @contextmanager
+    def swapped(self, name: str, entry: T) -> Iterator[None]:
+        """Use `entry` for `name` inside the block, then restore what was there (tests)."""
+        previous = self._entries.get(name)
+        self._entries[name] = entry
+        try:
+            yield
+        finally:
+            if previous is None:
+                self._entries.pop(name, None)
+            else:
+                self._entries[name] = previous
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            raise self.unknown(f"Unknown {self.kind} {name!r}. Valid names: {', '.join(self.names())}.")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        return iter(sorted(self._entries.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+
+def import_submodules(package: str) -> None:
+    """Import every module of `package`, so a new file there registers itself with no other edit."""
+    module = importlib.import_module(package)
+    for info in pkgutil.iter_modules(module.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+
+
+class ImageNetWeights:
+    """Where a library keeps an architecture's ImageNet weights, and how it loads them.
+
+    Implementations (`backbones.imagenet`) read the library's own cache and fetch into it; offline
+    with no cached copy they raise `WeightsError` naming the cache file and the command that fills it.
     """
 
-    def decorate(fn: Constructor) -> Constructor:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} registered twice")
-        _REGISTRY[name] = fn
-        if imagenet is not None:
-            _IMAGENET[name] = imagenet
+    def cache_path(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def load_into(self, backbone: Backbone) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A registered architecture."""
+
+    build: Callable[[], Backbone]  # the architecture with random weights
+    imagenet: ImageNetWeights | None = None  # its library's ImageNet weights; None: it has none
+    family: str = ""  # library it comes from, for `medtl list`
+    no_imagenet: str = ""  # why it has no ImageNet weights and what to use instead, for the error
+
+
+BACKBONES: Registry[BackboneEntry] = Registry("backbone", UnknownBackboneError)
+# name prefix -> entry for any model of that library ("timm:<model>"), built on demand.
+_FAMILIES: dict[str, Callable[[str], BackboneEntry]] = {}
+
+
+def register_backbone(name: str, *, imagenet: ImageNetWeights | None = None, family: str = "", no_imagenet: str = ""):
+    """Decorate a constructor `() -> Backbone` as backbone `name`."""
+
+    def decorate(fn: Callable[[], Backbone]) -> Callable[[], Backbone]:
+        BACKBONES.add(name, BackboneEntry(fn, imagenet, family, no_imagenet))
         return fn
 
     return decorate
 
 
+def register_backbone_family(prefix: str, entry_for: Callable[[str], BackboneEntry]) -> None:
+    """Make every `<prefix>:<model>` name a backbone; `entry_for(model)` raises for unknown models."""
+    _FAMILIES[prefix] = entry_for
+
+
+def backbone_entry(name: str) -> BackboneEntry:
+    prefix, sep, model = name.partition(":")
+    if sep and prefix in _FAMILIES:
+        return _FAMILIES[prefix](model)
+    return BACKBONES.get(name)
+
+
 def list_backbones() -> list[str]:
-    return sorted(_REGISTRY)
+    return BACKBONES.names()
+
+
+def backbone_families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+@lru_cache(maxsize=None)
+def input_config(name: str):
+    """The backbone's `InputConfig` (built once per process: suites read it to size their cells)."""
+    return backbone_entry(name).build().input_config
 
 
 def has_imagenet_weights(name: str) -> bool:
-    return name in _IMAGENET
+    return backbone_entry(name).imagenet is not None
 
 
-def create_backbone(name: str, weights: str = "scratch") -> Backbone:
-    """Build backbone `name` and load `weights`: scratch | imagenet | file:<path>.
+def check_weights(name: str, weights: str | WeightSource) -> None:
+    """Refuse a backbone/weights pair that cannot load, before anything trains (suite validation)."""
+    entry = backbone_entry(name)
+    source = parse_weights(weights) if isinstance(weights, str) else weights
+    if source.kind == "imagenet" and entry.imagenet is None:
+        raise WeightsError(f"Backbone {name!r} has no ImageNet weights in its library"
+                           f"{': ' + entry.no_imagenet if entry.no_imagenet else ''}; use weights 'scratch' or 'file:<path>'.")
 
-    (`run:<mlflow run id>` is resolved to `file:` by the benchmark layer, which owns MLflow.)
+
+Resolver = Callable[[WeightSource], WeightSource]
+
+
+def create_backbone(name: str, weights: str | WeightSource = "scratch", *, resolve: Resolver | None = None) -> Backbone:
+    """Build backbone `name` with `weights` (see `backbones.weights` for the sources).
+
+    `run:` and `cell:` weights live in MLflow, which this layer does not know: the caller passes
+    `resolve`, which turns them into `file:` sources (`benchmark.weights.MlflowWeights`).
     """
-    if name not in _REGISTRY:
-        raise UnknownBackboneError(
-            f"Unknown backbone {name!r}. Valid names: {', '.join(list_backbones())}."
-        )
-    backbone = _REGISTRY[name]()
-    apply_weights(backbone, weights, imagenet=_IMAGENET.get(name))
+    entry = backbone_entry(name)
+    source = parse_weights(weights) if isinstance(weights, str) else weights
+    if source.needs_resolver:
+        if resolve is None:
+            raise WeightsError(f"Weights {source} live in MLflow; run them through a suite (`medtl benchmark`), "
+                               "which resolves them to the run's exported checkpoint.")
+        source = resolve(source)
+    check_weights(name, source)
+    backbone = entry.build()
+    if source.kind == "imagenet":
+        entry.imagenet.load_into(backbone)
+    elif source.kind == "file":
+        load_backbone_file(backbone, source.path)
     return backbone

@@ -3,6 +3,7 @@
     medtl benchmark benchmark/suites/smoke.yaml     # run a suite (resumes: finished cells are skipped)
     medtl report benchmark/suites/smoke.yaml        # leaderboard of what has finished so far
     medtl list                                      # backbones, datasets, strategies, built-in suites
+    medtl migrate                                   # re-tag an older store's finished cells (after an upgrade)
     medtl throughput --backbones resnet18,vgg16     # inference FPS per backbone (make perf)
     medtl data ...                                  # download / verify / describe datasets
 """
@@ -85,11 +86,25 @@ def cmd_throughput(args) -> int:
     return 0
 
 
-def cmd_list(args) -> int:
-    from backbones import list_backbones
-    from tasks import list_datasets, list_strategies
+def cmd_migrate(args) -> int:
+    from benchmark.migrate import migrate_store
+    from tracking import client
 
-    print("backbones: ", ", ".join(list_backbones()))
+    outcome = migrate_store(client(args.tracking_uri), data_root=_data_root(args.data_root), dry_run=args.dry_run)
+    return 1 if outcome.skipped else 0
+
+
+def cmd_list(args) -> int:
+    from backbones import backbone_families, list_backbones
+    from benchmark.catalogue import dataset_table
+    from tasks.data import list_datasets
+    from tasks.training import list_strategies
+
+    if args.datasets:
+        print(dataset_table())
+        return 0
+    families = ", ".join(f"{f}:<model>" for f in backbone_families())
+    print("backbones: ", ", ".join(list_backbones()), f"(and any {families}, e.g. timm:resnet18)")
     print("datasets:  ", ", ".join(list_datasets()))
     print("strategies:", ", ".join(list_strategies()))
     print("suites:    ", ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))))
@@ -125,15 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--out-dir", default="reports/throughput")
     perf.set_defaults(func=cmd_throughput)
 
+    migrate = sub.add_parser("migrate", help="re-tag finished cells of an older store with the current cell identity")
+    migrate.add_argument("--tracking-uri")
+    migrate.add_argument("--data-root", help="where pretraining sources live (to tell which split an old cell held out)")
+    migrate.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    migrate.set_defaults(func=cmd_migrate)
+
     listing = sub.add_parser("list", help="list registered backbones, datasets, strategies and suites")
+    listing.add_argument("--datasets", action="store_true", help="print the README's dataset table, from the dataset cards")
     listing.set_defaults(func=cmd_list)
 
-    try:
-        from benchmark.data_cli import add_data_commands
-    except ImportError:  # the data commands are optional at import time only while being built
-        pass
-    else:
-        add_data_commands(sub)
+    from benchmark.data_cli import add_data_commands
+
+    add_data_commands(sub)
     return parser
 
 
@@ -141,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from backbones import BackboneError
     from benchmark.suite import SuiteError
-    from tasks import DataError
+    from tasks.data import DataError
 
     try:
         return int(args.func(args) or 0)

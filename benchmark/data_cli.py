@@ -21,8 +21,8 @@ import logging
 import sys
 from collections.abc import Callable
 
-from tasks.errors import DataError
-from tasks.registry import list_datasets
+from tasks.data.errors import DataError
+from tasks.data.registry import list_datasets
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -51,7 +51,7 @@ def _common(parser: argparse.ArgumentParser, names: str) -> None:
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    from tasks.download import ManualDownloadRequired, download_dataset
+    from tasks.data.download import ManualDownloadRequired, download_dataset
 
     try:
         path = download_dataset(args.name, args.root, keep_archive=args.keep_archive, **dict(args.option))
@@ -63,7 +63,7 @@ def _run_download(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from tasks.verify import verify
+    from tasks.data.verify import verify
 
     report = verify(args.name, args.root, workers=args.workers, **dict(args.option))
     print(report.to_text())
@@ -73,7 +73,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_describe(args: argparse.Namespace) -> int:
-    from tasks.describe import describe
+    from tasks.data.describe import describe
 
     print(describe(args.name, args.root, sample=args.sample, seed=args.seed, **dict(args.option)).to_text())
     return 0
@@ -81,9 +81,9 @@ def _run_describe(args: argparse.Namespace) -> int:
 
 def _add_download(sub) -> None:
     parser = sub.add_parser("download", help="download and unpack a dataset, or print how to get it by hand")
-    from tasks.download import CATALOGUE
+    from tasks.data.download import download_catalogue
 
-    _common(parser, ", ".join(n for n in sorted(CATALOGUE) if ":" not in n) + ", medmnist (--option flag=...)")
+    _common(parser, ", ".join(n for n in sorted(download_catalogue()) if ":" not in n) + ", medmnist (--option flag=...)")
     parser.add_argument("--keep-archive", action="store_true", help="keep the .zip/.tar after unpacking")
     parser.set_defaults(func=_guarded(_run_download))
 
@@ -105,9 +105,9 @@ def _add_describe(sub) -> None:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from tasks import load_task
-    from tasks.audit import audit
-    from tasks.splits import assign_folds
+    from tasks.data import load_task
+    from tasks.data.audit import audit
+    from tasks.data.splits import assign_folds
 
     task = load_task(args.name, args.root, **dict(args.option))
     # The official split when the dataset has one, else the k-fold assignment cells would use.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.metrics import LEADERBOARD_METRICS
+from tasks.training.metrics import LEADERBOARD_METRICS
 
 ROW_KEYS = ("source", "backbone", "strategy")
 COLUMN_NAMES = {"mcc": "MCC", "f1": "F1", "rec": "REC", "prec": "PREC", "spec": "SPEC", "acc": "ACC", "auc": "AUC"}

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from benchmark.cells import CellContext, run_cell
+from benchmark.cell import CellContext, run_cell
 from benchmark.report import cell_results, leaderboard, to_markdown, write_report
-from benchmark.spec import RunSpec
+from benchmark.spec import FORMAT, RunSpec
 from benchmark.suite import Suite, load_suite
 from tracking import CellRun, client as make_client, ensure_experiment, environment_tags, finished_runs_by_hash, flatten, log_text, runs_frame, start_run, tracking_uri
 from tracking.runs import HASH_TAG
@@ -56,6 +56,7 @@ def _quiet_libraries() -> None:
 def cell_tags(spec: RunSpec, suite: Suite) -> dict[str, str]:
     return {
         HASH_TAG: spec.hash,
+        "medtl.spec_format": str(FORMAT),
         "medtl.suite": suite.name,
         "medtl.stage": spec.stage,
         "medtl.source": spec.source,
@@ -83,7 +84,8 @@ def run_suite(
     parent_id = start_run(client, experiment_id, name=f"suite {suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                           tags={"medtl.suite": suite.name, "medtl.stage": "suite", **environment_tags()})
     outcome = SuiteOutcome(suite, parent_id)
-    ctx = CellContext(client, uri, data_root, Path(".medtl_cache"), finished, suite.throughput, accelerator)
+    ctx = CellContext(client, uri, data_root, Path(".medtl_cache"), finished, suite.throughput, accelerator, suite.num_workers,
+                      suite.save_checkpoints)
     echo(f"Suite {suite.name}: {len(suite.cells)} cells ({len(suite.cells) - len(suite.finetune_cells)} pretraining) "
          f"-> MLflow {uri}, experiment {experiment_name(suite)}")
     status = "FINISHED"

@@ -1,13 +1,24 @@
-"""RunSpec: everything that defines one cell. The hash of its sorted JSON is the cell's identity."""
+"""RunSpec: everything that defines one cell. The hash of its identity is the cell's name everywhere.
+
+    >>> spec.hash          # '3f1c...' (16 hex digits): MLflow tag medtl.spec_hash, resume key, Optuna key
+
+Identity = the sorted JSON of every field, with two things left out because they do not change
+the result: adapter options the dataset's card calls settings (cache folders), and hyperparameters
+or options at their declared neutral value (added after cells were recorded, at the value that
+reproduces the earlier behaviour). So an upgrade that adds such a knob leaves every finished cell
+finished, and changing a default (or any value a cell uses) makes a new cell.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 STAGES = ("pretrain", "finetune")
+FORMAT = 2  # of identity; runs carry it as tag medtl.spec_format (benchmark.migrate converts format 1)
 
 
 def _frozen(mapping: dict | None) -> tuple[tuple[str, Any], ...]:
@@ -16,20 +27,20 @@ def _frozen(mapping: dict | None) -> tuple[tuple[str, Any], ...]:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of a suite. Fields that change results are here; paths and servers are not."""
+    """One cell of a suite. Fields that change results are here; paths, servers and machine settings are not."""
 
     stage: str  # "pretrain" (train on a source, export the backbone) or "finetune" (on the target)
     task: str  # dataset registry name, e.g. "gen-target", "medmnist"
-    task_options: tuple[tuple[str, Any], ...]  # adapter options (flag, generator seed, parts...)
+    task_options: tuple[tuple[str, Any], ...]  # adapter options, defaults resolved (flag, size, parts...)
     data_path: str  # path under --data-root ("" for generated data); relative so hashes travel
     fold: int  # test fold, or -1 for the dataset's official test split
     folds: int  # k of k-fold (0 with an official split)
-    seed: int  # seeds Lightning, splits' validation carve-out and subsets
+    seed: int  # seeds Lightning, the validation carve-out, subsets, augmentations and initial weights
     backbone: str  # backbones registry name
     weights: str  # scratch | imagenet | file:<path> | run:<id> | cell:<hash of a pretrain cell>
     source: str  # what the weights were learnt on, for the leaderboard: none, imagenet, gen-general...
-    strategy: str  # full | linear | layerwise
-    hparams: tuple[tuple[str, Any], ...] = field(default=())  # resolved hyperparameters, sorted
+    strategy: str  # a registered strategy (tasks.training.strategies)
+    hparams: tuple[tuple[str, Any], ...] = field(default=())  # the strategy's resolved hyperparameters, sorted
     image_size: int = 224  # side of the square network input
     fraction: float = 1.0  # share of the training rows kept (data-efficiency curves)
     precision: str = "32-true"  # Lightning precision flag
@@ -57,18 +68,29 @@ class RunSpec:
         d["hparams"] = dict(self.hparams)
         return d
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+    def identity(self) -> dict[str, Any]:
+        """What the hash covers (see the module docstring)."""
+        from tasks.data import dataset_card
+        from tasks.training import get_strategy
+        from tasks.training.hparams import identity
 
-    @property
+        d = self.to_dict()
+        card = dataset_card(self.task)
+        d["task_options"] = {k: v for k, v in d["task_options"].items()
+                             if k not in card.settings and not (k in card.neutral and card.neutral[k] == v)}
+        d["hparams"] = identity(get_strategy(self.strategy).table, d["hparams"])
+        return d
+
+    @cached_property
     def hash(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
         """Short human name for progress lines and the MLflow run name."""
         where = "official" if self.fold < 0 else f"fold{self.fold}"
         if self.stage == "pretrain":
-            return f"pretrain {self.task}/{self.backbone} from {self.weights}"
+            return f"pretrain {self.task}/{self.backbone} from {self.weights} ({where})"
         frac = "" if self.fraction == 1.0 else f" frac{self.fraction:g}"
         return f"{self.source}/{self.backbone}/{self.strategy} {where} seed{self.seed}{frac}"

@@ -8,10 +8,15 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   folds         k for stratified k-fold, or "official" for the dataset's own split
   seeds, fractions, backbones, strategies   lists (the axes)
   sources       mapping name -> {weights: scratch|imagenet|file:...|run:...}
-                              or {pretrain: {dataset, path, options, weights (start), hparams}}
-  hparams       overrides of benchmark/hparams.py for fine-tuning cells
-  image_size    network input side in pixels
+                              or {pretrain: {dataset, path, options, weights (start), folds, hparams}}
+                a pretraining cell holds out fold 0 of `folds` (default 5), or the official test
+                split with `folds: official`, and records which in its spec
+  hparams       overrides of the hyperparameter table (tasks/training/hparams.py and each strategy's own)
+  image_size    network input side in pixels, or `native` for each backbone's own (224 for the
+                ImageNet networks, 299 for the Inceptions: what ImageNet weights need)
   throughput    {batch_size, warmup, batches}
+  num_workers   DataLoader worker processes (a machine setting, not part of any cell's identity)
+  save_checkpoints  true: log each fine-tuning cell's tested (selected) Lightning checkpoint to its run
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ from typing import Any
 
 import yaml
 
-from benchmark.hparams import resolve
 from benchmark.spec import RunSpec
 
 KNOWN_KEYS = {"name", "description", "target", "folds", "seeds", "fractions", "backbones", "strategies",
-              "sources", "hparams", "image_size", "throughput", "precision", "devices"}
+              "sources", "hparams", "image_size", "throughput", "precision", "devices", "num_workers",
+              "save_checkpoints"}
 
 
 class SuiteError(ValueError):
@@ -39,6 +44,8 @@ class Suite:
     path: Path  # the YAML it came from
     cells: tuple[RunSpec, ...]  # pretraining cells first, then fine-tuning cells
     throughput: dict = field(default_factory=dict)  # batch_size / warmup / batches for FPS
+    num_workers: int = 0  # DataLoader workers per cell
+    save_checkpoints: bool = False  # keep the tested epoch's checkpoint as an artifact
 
     @property
     def finetune_cells(self) -> tuple[RunSpec, ...]:
@@ -68,76 +75,136 @@ def load_suite(path: Path | str) -> Suite:
     unknown = set(raw) - KNOWN_KEYS
     if unknown:
         raise SuiteError(f"{path}: unknown keys {sorted(unknown)}. Valid keys: {', '.join(sorted(KNOWN_KEYS))}.")
+    check_names(raw, path)
     try:
         cells = tuple(expand(raw, path))
     except (TypeError, ValueError) as exc:
         if isinstance(exc, SuiteError):
             raise
         raise SuiteError(f"{path}: {exc}") from exc
-    check_names(cells, path)
-    return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}))
+    return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}), int(raw.get("num_workers", 0)),
+                 bool(raw.get("save_checkpoints", False)))
 
 
-def check_names(cells: tuple[RunSpec, ...], path: Path) -> None:
-    """Fail on a misspelt dataset, backbone or strategy before any cell trains."""
-    from backbones import list_backbones
-    from tasks import list_datasets, list_strategies
+def check_names(raw: dict, path: Path) -> None:
+    """Fail on a misspelt dataset, backbone or strategy, or weights a backbone cannot take, before any cell trains."""
+    from backbones import BackboneError, backbone_entry, check_weights
+    from tasks.data import list_datasets
+    from tasks.training import list_strategies
 
-    for kind, valid, used in (
-        ("dataset", list_datasets(), {c.task for c in cells}),
-        ("backbone", list_backbones(), {c.backbone for c in cells}),
-        ("strategy", list_strategies(), {c.strategy for c in cells}),
-    ):
-        unknown = sorted(used - set(valid))
+    sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
+    datasets = {(raw.get("target") or {}).get("dataset")} | {
+        (d or {}).get("pretrain", {}).get("dataset") for d in sources.values() if isinstance(d, dict)}
+    for kind, valid, used in (("dataset", list_datasets(), datasets - {None}),
+                              ("strategy", list_strategies(), set(raw.get("strategies") or ["full"]))):
+        unknown = sorted(map(str, used - set(valid)))
         if unknown:
             raise SuiteError(f"{path}: unknown {kind} {', '.join(map(repr, unknown))}. Valid names: {', '.join(valid)}.")
+    for name in raw.get("backbones") or []:
+        try:
+            backbone_entry(str(name))
+        except BackboneError as exc:
+            raise SuiteError(f"{path}: unknown backbone {name!r}. {exc}") from exc
+        for source, definition in sources.items():
+            definition = definition if isinstance(definition, dict) else {}
+            weights = definition.get("weights") or (definition.get("pretrain") or {}).get("weights") or "scratch"
+            try:
+                check_weights(str(name), str(weights))
+            except BackboneError as exc:
+                raise SuiteError(f"{path}: sources.{source}: {exc}") from exc
 
 
-def _folds(raw: dict, path: Path) -> tuple[list[int], int]:
-    folds = raw.get("folds", 3)
-    if folds == "official":
+def _folds(value: Any, key: str, path: Path) -> tuple[list[int], int]:
+    if value == "official":
         return [-1], 0
-    if not isinstance(folds, int) or folds < 2:
-        raise SuiteError(f"{path}: 'folds' must be an integer >= 2 or 'official', got {folds!r}.")
-    return list(range(folds)), folds
+    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+        raise SuiteError(f"{path}: {key!r} must be an integer >= 2 or 'official', got {value!r}.")
+    return list(range(value)), value
+
+
+def _task_options(dataset: str, options: dict | None) -> dict:
+    """The adapter's options with their defaults filled in, so a changed default changes identity."""
+    from tasks.data import option_defaults
+    from tasks.data.registry import check_options
+
+    options = dict(options or {})
+    check_options(dataset, options)
+    return {**option_defaults(dataset), **options}
+
+
+def _check_hparam_names(raw: dict, strategies: list[str], path: Path) -> None:
+    """A suite hyperparameter no strategy of the suite reads is a typo, not a no-op."""
+    from tasks.training import get_strategy
+
+    used = set()
+    for name in {*strategies, "full"}:
+        used |= set(get_strategy(name).table)
+    blocks = [("hparams", raw.get("hparams"))] + [
+        (f"sources.{s}.pretrain.hparams", (d.get("pretrain") or {}).get("hparams"))
+        for s, d in (raw.get("sources") or {}).items() if isinstance(d, dict)]
+    for where, block in blocks:
+        unknown = sorted(set(block or {}) - used)
+        if unknown:
+            raise SuiteError(f"{path}: {where}: unknown hyperparameter(s) {', '.join(map(repr, unknown))}; the suite's "
+                             f"strategies ({', '.join(strategies)}) read {', '.join(sorted(used))}.")
+
+
+def _image_size(value: Any, backbone: str, path: Path) -> int:
+    """The suite's image size for `backbone`: a number, or `native` (the backbone's own); never below its minimum."""
+    from backbones.registry import input_config
+
+    config = input_config(backbone)
+    size = config.size if value == "native" else value
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise SuiteError(f"{path}: 'image_size' must be a whole number of pixels or 'native', got {value!r}.")
+    if size < config.min_size:
+        raise SuiteError(f"{path}: image_size {size} is below what backbone {backbone!r} accepts ({config.min_size} px); "
+                         f"set image_size >= {config.min_size}, or 'native' ({config.size} px), or pick another backbone.")
+    return size
 
 
 def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
     """Cells of the suite: each pretraining cell once per backbone, then the fine-tuning grid."""
+    from tasks.training import get_strategy
+
     target = _need(raw, "target", path)
     sources = _need(raw, "sources", path)
     if not isinstance(sources, dict) or not sources:
         raise SuiteError(f"{path}: 'sources' must map source names to {{weights: ...}} or {{pretrain: ...}}.")
     backbones = _as_list(_need(raw, "backbones", path), "backbones", path)
-    strategies = _as_list(raw.get("strategies", ["full"]), "strategies", path)
+    strategies = [str(s) for s in _as_list(raw.get("strategies", ["full"]), "strategies", path)]
     seeds = _as_list(raw.get("seeds", [0]), "seeds", path)
     fractions = _as_list(raw.get("fractions", [1.0]), "fractions", path)
-    fold_ids, k = _folds(raw, path)
-    size = int(raw.get("image_size", 224))
-    common = {"image_size": size, "precision": str(raw.get("precision", "32-true")), "devices": int(raw.get("devices", 1))}
-    hp = resolve(raw.get("hparams"))
+    fold_ids, k = _folds(raw.get("folds", 3), "folds", path)
+    _check_hparam_names(raw, strategies, path)
+    common = {"precision": str(raw.get("precision", "32-true")), "devices": int(raw.get("devices", 1))}
+    target_dataset = str(_need(target, "dataset", path))
+    target_options = _task_options(target_dataset, target.get("options"))
 
     pretrain_cells: list[RunSpec] = []
     finetune_cells: list[RunSpec] = []
     for backbone in backbones:
+        common["image_size"] = _image_size(raw.get("image_size", 224), str(backbone), path)
         source_weights: dict[str, str] = {}
         for source, definition in sources.items():
             definition = definition or {}
             if "pretrain" in definition:
                 pre = definition["pretrain"]
+                dataset = str(_need(pre, "dataset", path))
+                pre_folds, pre_k = _folds(pre.get("folds", 5), f"sources.{source}.pretrain.folds", path)
                 cell = RunSpec.build(
                     stage="pretrain",
-                    task=str(_need(pre, "dataset", path)),
-                    task_options=pre.get("options"),
+                    task=dataset,
+                    task_options=_task_options(dataset, pre.get("options")),
                     data_path=str(pre.get("path", "")),
-                    fold=0,
-                    folds=5,
+                    fold=pre_folds[0],  # the held-out part: fold 0 of k, or the official test split
+                    folds=pre_k,
                     seed=int(seeds[0]),
                     backbone=backbone,
                     weights=str(pre.get("weights", "scratch")),
                     source=source,
                     strategy="full",
-                    hparams=resolve(raw.get("hparams"), pre.get("hparams")),
+                    hparams=get_strategy("full").resolve(raw.get("hparams"), pre.get("hparams")),
                     **common,
                 )
                 pretrain_cells.append(cell)
@@ -148,14 +215,15 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
                 raise SuiteError(f"{path}: source {source!r} needs 'weights: ...' or 'pretrain: {{dataset: ...}}'.")
         for source, weights in source_weights.items():
             for strategy in strategies:
+                hparams = get_strategy(strategy).resolve(raw.get("hparams"))
                 for seed in seeds:
                     for fraction in fractions:
                         for fold in fold_ids:
                             finetune_cells.append(
                                 RunSpec.build(
                                     stage="finetune",
-                                    task=str(_need(target, "dataset", path)),
-                                    task_options=target.get("options"),
+                                    task=target_dataset,
+                                    task_options=target_options,
                                     data_path=str(target.get("path", "")),
                                     fold=fold,
                                     folds=k,
@@ -163,8 +231,8 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
                                     backbone=backbone,
                                     weights=weights,
                                     source=source,
-                                    strategy=str(strategy),
-                                    hparams=hp,
+                                    strategy=strategy,
+                                    hparams=hparams,
                                     fraction=float(fraction),
                                     **common,
                                 )

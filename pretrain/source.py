@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from tasks import Task
+from tasks.data import Task
 from tasks.training import TrainResult, train_and_test
 
 from pretrain.export import export_backbone
@@ -21,19 +21,18 @@ def pretrain_backbone(
     seed: int,
     spec_hash: str,
     start_weights: str,
+    fold: int = 0,
+    k: int = 5,
     **train_options,
 ) -> tuple[TrainResult, Path]:
-    """Train on `task` (its official test split, or fold 0 of 5, held out) and export the backbone.
+    """Train on `task` with fold `fold` of `k` held out (-1: the official test split) and export the backbone.
 
-    The export's provenance records what a fine-tuning cell must be able to trace: source task,
-    its classes, epochs, the starting weights (imagenet -> a double-transfer chain), metrics and
-    the pretraining cell's spec hash.
+    The held-out part gives the source metrics in the export's provenance; the pretraining cell's
+    spec records which part that was. The provenance records what a fine-tuning cell must be able
+    to trace: source task, its classes, epochs, the starting weights (imagenet -> a double-transfer
+    chain), the held-out split, metrics and the pretraining cell's spec hash.
     """
-    # The official test split when the source has one; a train-only file (e.g. a subset release)
-    # falls back to holding out fold 0 of 5, so the export still reports held-out source metrics.
-    has_test = bool((task.index["split"] == "test").any())
-    held_out_fold, folds = (-1, 0) if has_test else (0, 5)
-    result = train_and_test(task, backbone, fold=held_out_fold, k=folds, seed=seed, hp=hp, size=size, **train_options)
+    result = train_and_test(task, backbone, fold=fold, k=k, seed=seed, hp=hp, size=size, **train_options)
     provenance = {
         "backbone": backbone.name,
         "source": task.meta.name,
@@ -41,6 +40,7 @@ def pretrain_backbone(
         "epochs": int(hp["epochs"]),
         "image_size": size,
         "start_weights": start_weights,
+        "held_out": "official test split" if fold < 0 else f"fold {fold} of {k}",
         "spec_hash": spec_hash,
         "metrics": result.metrics,
     }

@@ -84,7 +84,8 @@ class CellRun:
         return False
 
 
-def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list:
+def search_runs(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list:
+    """Every run of the experiment matching `filter_string`, across result pages."""
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
@@ -97,7 +98,7 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> lis
 def finished_runs_by_hash(client: MlflowClient, experiment_id: str) -> dict[str, object]:
     """spec hash -> the most recent FINISHED run carrying it (what a resumed suite skips)."""
     found: dict[str, object] = {}
-    for run in _search(client, experiment_id, "attributes.status = 'FINISHED'"):
+    for run in search_runs(client, experiment_id, "attributes.status = 'FINISHED'"):
         key = run.data.tags.get(HASH_TAG)
         if key and (key not in found or run.info.start_time > found[key].info.start_time):
             found[key] = run

@@ -90,8 +90,8 @@ def test_throughput_command_writes_a_file_named_by_its_conditions(tmp_path, caps
 
 
 def test_multilabel_target_runs_as_a_suite(tmp_path, mlflow_uri):
-    from tests.tasks.test_medmnist_flags import _write_npz
-    from tasks.adapters.medmnist import medmnist_info
+    from tests.tasks.data._layouts import write_npz as _write_npz
+    from tasks.data.adapters.medmnist import medmnist_info
 
     _write_npz(tmp_path / "chestmnist.npz", medmnist_info()["chestmnist"], n=(40, 10, 12))
     path = write_suite(tmp_path, name="multilabel", target={"dataset": "medmnist", "path": "chestmnist.npz"}, folds="official",
@@ -127,7 +127,7 @@ def test_corrupt_image_in_the_target_fails_the_cell_naming_the_file(tmp_path, ml
 
 
 def test_cells_share_loaded_tasks_within_a_suite(tmp_path, mlflow_uri, monkeypatch):
-    import benchmark.cells as cells
+    import benchmark.cell as cells
 
     loads = []
     real = cells.load_task

@@ -9,11 +9,11 @@ from mlflow.tracking import MlflowClient
 
 from backbones import create_backbone
 from benchmark.cli import main
-from benchmark.hparams import resolve
+from tasks.training import get_strategy
 from benchmark.runner import experiment_name
 from benchmark.suite import load_suite
-from tasks import load_task
-from tasks.training import train_and_test
+from tasks.data import load_task
+from tasks.training.fit import train_and_test
 from tests.benchmark.suites import write_suite
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ def test_two_device_fit_returns_trained_weights_and_tests_everything():
     torch.manual_seed(0)
     backbone = create_backbone("smallcnn")
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    result = train_and_test(task, backbone, fold=0, k=3, seed=0, hp=resolve({"epochs": 1, "batch_size": 16}), size=32,
+    result = train_and_test(task, backbone, fold=0, k=3, seed=0, hp=get_strategy("full").resolve({"epochs": 1, "batch_size": 16}), size=32,
                             accelerator="cpu", devices=2)
     after = result.module.backbone.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in after), "rank 0's trained weights did not come back"

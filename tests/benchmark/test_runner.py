@@ -104,28 +104,31 @@ def test_second_invocation_skips_every_cell(tiny):
 def test_run_weights_load_the_pretraining_runs_checkpoint(tiny, tmp_path):
     import torch
 
-    from backbones import WeightsError, create_backbone
-    from benchmark.weights import resolve_weights
+    from backbones import WeightsError, create_backbone, parse_weights
+    from benchmark.weights import MlflowWeights
     from tracking.runs import finished_runs_by_hash
 
     client = tiny["client"]
     suite = load_suite(tiny["path"])
     pre = next(r for r in _cell_runs(client, suite) if r.data.tags["medtl.stage"] == "pretrain")
-    weights = resolve_weights(f"run:{pre.info.run_id}", client=client, finished={}, cache_dir=tmp_path)
-    assert weights.startswith("file:")
-    exported = torch.load(weights[len("file:"):], weights_only=True)
-    loaded = create_backbone("smallcnn", weights)
+    resolver = MlflowWeights(client, {}, tmp_path)
+    weights = resolver.resolve(parse_weights(f"run:{pre.info.run_id}"))
+    assert weights.kind == "file"
+    exported = torch.load(weights.path, weights_only=True)
+    loaded = create_backbone("smallcnn", f"run:{pre.info.run_id}", resolve=resolver.resolve)
     for key, value in exported["state_dict"].items():
         assert torch.equal(loaded.state_dict()[key], value)
     # cell:<hash> resolves to the same run through the FINISHED-runs lookup.
     finished = finished_runs_by_hash(client, pre.info.experiment_id)
-    same = resolve_weights(f"cell:{pre.data.tags['medtl.spec_hash']}", client=client, finished=finished, cache_dir=tmp_path)
+    same = MlflowWeights(client, finished, tmp_path).resolve(parse_weights(f"cell:{pre.data.tags['medtl.spec_hash']}"))
     assert same == weights
     finetune = next(r for r in _cell_runs(client, suite) if r.data.tags["medtl.stage"] == "finetune")
     with pytest.raises(WeightsError, match="only pretraining runs export one"):
-        resolve_weights(f"run:{finetune.info.run_id}", client=client, finished={}, cache_dir=tmp_path)
+        resolver.resolve(parse_weights(f"run:{finetune.info.run_id}"))
     with pytest.raises(WeightsError, match="not found"):
-        resolve_weights("run:0123456789abcdef", client=client, finished={}, cache_dir=tmp_path)
+        resolver.resolve(parse_weights("run:0123456789abcdef"))
+    with pytest.raises(WeightsError, match="live in MLflow"):  # without a resolver, the backbone layer says why
+        create_backbone("smallcnn", f"run:{pre.info.run_id}")
 
 
 def test_report_command_rebuilds_the_leaderboard(tiny, capsys):

@@ -3,9 +3,9 @@
 import torch
 
 from backbones import WeightsError, create_backbone
-from benchmark.hparams import resolve
+from tasks.training import get_strategy
 from pretrain import export_backbone, pretrain_backbone, read_provenance
-from tasks import load_task
+from tasks.data import load_task
 
 import pytest
 
@@ -15,7 +15,7 @@ def test_pretrain_export_file_roundtrip(tmp_path):
     backbone = create_backbone("smallcnn", "scratch")
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     result, path = pretrain_backbone(
-        task, backbone, out_dir=tmp_path, hp=resolve({"epochs": 1, "batch_size": 16}), size=32, seed=0,
+        task, backbone, out_dir=tmp_path, hp=get_strategy("full").resolve({"epochs": 1, "batch_size": 16}), size=32, seed=0,
         spec_hash="abc123", start_weights="scratch", accelerator="cpu",
     )
     trained = backbone.state_dict()

@@ -1,0 +1,134 @@
+"""Run one cell (pretraining or fine-tuning) and record everything it produced in its MLflow run.
+
+    medtl benchmark benchmark/suites/smoke.yaml     # the runner calls `run_cell` once per cell
+
+One cell, in order: its task (loaded once per suite invocation), its backbone and weights, the
+fit/test routine (`tasks.training.train_and_test`, or `pretrain.pretrain_backbone`), then the
+evaluation tables, the confusion matrix and the throughput, all logged to the cell's run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from mlflow.tracking import MlflowClient
+
+from backbones import create_backbone
+from benchmark.spec import RunSpec
+from benchmark.throughput import measure_fps
+from benchmark.weights import MlflowWeights
+from pretrain import pretrain_backbone
+from tasks.data import Task, load_task
+from tasks.training import TrainResult, train_and_test
+from tasks.training.evaluation import per_class_report, per_label_confusion, predictions_table
+from tracking import CellLogger, CellRun, log_confusion_matrix, log_dataframe, log_json
+
+
+@dataclass
+class CellContext:
+    """What every cell of one suite invocation shares."""
+
+    client: MlflowClient  # the store runs go to
+    tracking_uri: str  # for Lightning's logger, which makes its own client
+    data_root: Path | None  # --data-root; spec.data_path is relative to it
+    cache_dir: Path  # downloaded pretraining checkpoints
+    finished: dict  # spec hash -> FINISHED run, updated as cells finish
+    throughput: dict = field(default_factory=dict)  # batch_size / warmup / batches
+    accelerator: str = "auto"  # Lightning accelerator flag
+    num_workers: int = 0  # DataLoader worker processes
+    save_checkpoints: bool = False  # log the tested epoch's Lightning checkpoint as an artifact
+    progress_position: int = 1  # Lightning's bars go under the suite's bar
+    tasks: OrderedDict = field(default_factory=OrderedDict)  # recently loaded tasks, see load_cell_task
+
+
+# Cells run source-by-source, then target, so two tasks cover the reuse; more would keep large
+# in-memory sets (MedMNIST at 224 px is gigabytes) alive for nothing.
+TASKS_KEPT = 2
+
+
+def load_cell_task(spec: RunSpec, data_root: Path | None, cache: OrderedDict | None = None) -> Task:
+    """The cell's task, indexed once per suite invocation (tasks are immutable, so cells share them)."""
+    root = None
+    if spec.data_path:
+        root = (data_root / spec.data_path) if data_root is not None else Path(spec.data_path)
+    key = (spec.task, str(root), json.dumps(spec.options, sort_keys=True, default=str))
+    if cache is not None and key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    task = load_task(spec.task, root, **spec.options)
+    if cache is not None:
+        cache[key] = task
+        while len(cache) > TASKS_KEPT:
+            cache.popitem(last=False)
+    return task
+
+
+def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
+    """Train and test `spec`, logging metrics and artifacts into `run`; returns the final metrics."""
+    task = load_cell_task(spec, ctx.data_root, ctx.tasks)
+    resolver = MlflowWeights(ctx.client, ctx.finished, ctx.cache_dir)
+    # Seed before building: scratch weights (and any head the backbone keeps) are drawn from the
+    # global torch RNG, so without this two runs of one spec start from different networks.
+    torch.manual_seed(spec.seed)
+    backbone = create_backbone(spec.backbone, spec.weights, resolve=resolver.resolve)
+    log_json(ctx.client, run.run_id, spec.to_dict(), "spec.json")
+    options = dict(
+        logger=CellLogger(run.run_id, ctx.tracking_uri),
+        accelerator=ctx.accelerator,
+        devices=spec.devices,
+        precision=spec.precision,
+        num_workers=ctx.num_workers,
+        progress_position=ctx.progress_position,
+    )
+    train = dict(fold=spec.fold, k=spec.folds, seed=spec.seed, hp=spec.hp, size=spec.image_size, strategy=spec.strategy)
+    if spec.stage == "pretrain":
+        with tempfile.TemporaryDirectory() as tmp:
+            result, _ = pretrain_backbone(task, backbone, out_dir=Path(tmp), spec_hash=spec.hash,
+                                          start_weights=spec.weights, **train, **options)
+            ctx.client.log_artifacts(run.run_id, tmp, "pretrain")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            keep = Path(tmp) / "best.ckpt" if ctx.save_checkpoints else None
+            result = train_and_test(task, backbone, fraction=spec.fraction, keep_checkpoint=keep, **train, **options)
+            if keep is not None and keep.is_file():
+                ctx.client.log_artifact(run.run_id, str(keep), "checkpoints")
+    metrics = dict(result.metrics)
+    metrics.update(_log_evaluation(spec, task, result, ctx, run))
+    run.log_metrics({k: v for k, v in metrics.items() if not k.startswith("test/") or k in ("test/fps", "test/fps_pipeline")})
+    return metrics
+
+
+def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellContext, run: CellRun) -> dict[str, float]:
+    """Confusion matrix, per-class tables, predictions and throughput of the tested model."""
+    module, fold = result.module, result.datamodule.fold
+    names = list(task.meta.class_names)
+    probs, targets = (t.numpy() for t in module.test_predictions())
+    items = task.index["item"].to_numpy()[fold.test]
+    if module.test_confmat is not None:
+        log_confusion_matrix(ctx.client, run.run_id, module.test_confmat.compute().cpu().numpy(), names, title=spec.label)
+        log_dataframe(ctx.client, run.run_id, per_class_report(probs, targets, names), "per_class_report.csv", "test")
+    else:
+        log_dataframe(ctx.client, run.run_id, per_label_confusion(probs, targets, names), "per_label_confusion.csv", "test")
+    log_dataframe(ctx.client, run.run_id, predictions_table(items, probs, targets, names, module.multilabel),
+                  "predictions.csv", "test")
+    tp = ctx.throughput
+    throughput = measure_fps(
+        module, image_size=spec.image_size, batch_size=int(tp.get("batch_size", 32)), warmup=int(tp.get("warmup", 2)),
+        batches=int(tp.get("batches", 5)), precision=spec.precision,
+    )
+    run.set_tags(throughput.params())
+    return {
+        "test/fps": throughput.fps,
+        "test/fps_pipeline": len(fold.test) / max(result.test_seconds, 1e-9),
+        "fit_seconds": result.fit_seconds,
+        "selected_epoch": float(result.selected_epoch),
+        "epochs_trained": float(result.epochs_trained),
+        "data/train_rows": float(len(fold.train)),
+        "data/val_rows": float(len(fold.val)),
+        "data/test_rows": float(len(fold.test)),
+    }

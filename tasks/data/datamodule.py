@@ -1,0 +1,144 @@
+"""One LightningDataModule for pretraining and fine-tuning alike (the design card's shared DataModule)."""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from tasks.data.fractions import nested_subsets
+from tasks.data.index import Task
+from tasks.data.splits import Fold, make_fold
+from tasks.data.transforms import eval_preset, train_preset
+
+
+class IndexedImages(Dataset):
+    """Rows of a task index -> (image tensor, target): class id, or a multi-hot vector."""
+
+    def __init__(self, task: Task, rows: np.ndarray, transform) -> None:
+        self.task = task
+        self.rows = np.asarray(rows)
+        self.transform = transform
+        self.items = task.index["item"].to_numpy()[self.rows]
+        if task.meta.kind == "multilabel":
+            hot = np.zeros((len(self.rows), task.meta.num_classes), dtype=np.float32)
+            for i, labels in enumerate(task.index["labels"].to_numpy()[self.rows]):
+                hot[i, list(labels)] = 1.0
+            self.targets = hot
+        else:
+            self.targets = task.labels[self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        image = self.task.images.load(self.items[i])
+        return self.transform(image=image)["image"], torch.as_tensor(self.targets[i])
+
+
+def seed_worker_augmentations(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: give each worker's copy of the transforms its own seed.
+
+    Without it every worker would replay the parent's albumentations random state, so worker k
+    and worker j would apply identical augmentations. torch derives `info.seed` from the loader's
+    seeded generator, so this stays reproducible.
+    """
+    info = get_worker_info()
+    transform = getattr(info.dataset, "transform", None)
+    if transform is not None and hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(info.seed % 2**32)
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """n / (K * count) per class (scikit-learn's 'balanced'); 0 for a class absent from training."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
+class TaskDataModule(L.LightningDataModule):
+    """Serve one fold of a task: train / val / test loaders with presets from the input config.
+
+    `fold=-1` uses the task's official split. `fraction` < 1 keeps that share of the training rows,
+    `fraction` > 1 that many images (Hicks et al.'s 657-image run), as nested stratified subsets
+    (`tasks.data.fractions`); the val and test rows are never reduced.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        fold: int,
+        k: int,
+        seed: int,
+        size: int,
+        mean,
+        std,
+        batch_size: int = 32,
+        augment: str = "light",
+        num_workers: int = 0,
+        val_fraction: float = 0.15,
+        fraction: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.fold_id, self.k, self.seed = fold, k, seed
+        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
+        self.batch_size, self.augment, self.num_workers = batch_size, augment, num_workers
+        self.val_fraction, self.fraction = val_fraction, fraction
+        self.fold: Fold | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.fold is not None:
+            return
+        fold = make_fold(self.task, fold=self.fold_id, k=self.k, seed=self.seed, val_fraction=self.val_fraction)
+        if self.fraction != 1.0:
+            fold = Fold(self._subsample(fold.train), fold.val, fold.test)
+        self.fold = fold
+
+    def _subsample(self, rows: np.ndarray) -> np.ndarray:
+        # Nested subsets: with one seed, the 10 % rows are inside the 50 % rows, so a
+        # data-efficiency curve measures more data, not different data.
+        spec = int(self.fraction) if self.fraction > 1 else float(self.fraction)
+        return nested_subsets(self.task, rows, [spec], seed=self.seed)[spec]
+
+    def class_weights(self) -> torch.Tensor:
+        self.setup()
+        assert self.fold is not None
+        if self.task.meta.kind == "multilabel":
+            return torch.ones(self.task.meta.num_classes)
+        labels = self.task.labels[self.fold.train]
+        return torch.tensor(balanced_class_weights(labels, self.task.meta.num_classes), dtype=torch.float32)
+
+    def _loader(self, rows: np.ndarray, train: bool) -> DataLoader:
+        transform = (
+            train_preset(size=self.size, mean=self.mean, std=self.std, augment=self.augment, seed=self.seed)
+            if train
+            else eval_preset(size=self.size, mean=self.mean, std=self.std)
+        )
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            IndexedImages(self.task, rows, transform),
+            batch_size=self.batch_size,
+            shuffle=train,
+            # A last batch of one breaks BatchNorm in training; evaluation keeps every row.
+            drop_last=train and len(rows) % self.batch_size == 1,
+            num_workers=self.num_workers,
+            # Persistent workers keep their augmentation state across epochs; restarted workers
+            # would reseed identically and repeat last epoch's augmentations.
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=seed_worker_augmentations if self.num_workers > 0 else None,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.fold.train, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.fold.val, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.fold.test, train=False)

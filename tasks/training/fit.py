@@ -1,0 +1,175 @@
+"""Fit a classifier on one fold and test it: the routine pretraining and fine-tuning cells share."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as L
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+from tasks.data.datamodule import TaskDataModule
+from tasks.data.index import Task
+from tasks.training.module import ClassifierModule
+from tasks.training.strategies import Strategy, get_strategy
+
+
+@dataclass
+class TrainResult:
+    """What a cell needs afterwards: the fitted module, its data, and the final test metrics."""
+
+    module: ClassifierModule  # holds the backbone and the test predictions
+    datamodule: TaskDataModule  # holds the fold (train/val/test rows)
+    metrics: dict[str, float]  # "test/mcc", ... as logged by the module
+    fit_seconds: float  # wall time of trainer.fit
+    test_seconds: float  # wall time of trainer.test (decode + transforms + forward)
+    selected_epoch: int = -1  # 0-based epoch whose weights were tested (the last one without selection)
+    epochs_trained: int = 0  # epochs run (fewer than asked when early stopping ends the fit)
+    extra: dict = field(default_factory=dict)
+
+
+# selection name -> (logged metric, better when); "last" tests the final weights.
+SELECTION = {"mcc": ("val/mcc", "max"), "auc": ("val/auc", "max"), "loss": ("val/loss", "min")}
+
+
+def selection_callbacks(select: str, patience: int, folder: Path) -> list[Callback]:
+    """Keep the best epoch by a validation metric (Lightning's ModelCheckpoint, weights only, in `folder`)
+    and optionally stop when it has not improved for `patience` epochs."""
+    if select == "last":
+        return [EarlyStopping("val/loss", patience=patience)] if patience else []
+    monitor, mode = SELECTION[select]
+    # `{epoch}` in the name says which epoch was kept; only the best file exists at any time.
+    callbacks: list[Callback] = [ModelCheckpoint(dirpath=folder, filename="{epoch}", monitor=monitor, mode=mode,
+                                                 save_top_k=1, save_weights_only=True, auto_insert_metric_name=False)]
+    if patience:
+        callbacks.append(EarlyStopping(monitor, mode=mode, patience=patience))
+    return callbacks
+
+
+def train_and_test(
+    task: Task,
+    backbone,
+    *,
+    fold: int,
+    k: int,
+    seed: int,
+    hp: Mapping,
+    size: int,
+    strategy: str | Strategy = "full",
+    fraction: float = 1.0,
+    num_workers: int = 0,
+    logger=None,
+    accelerator: str = "cpu",
+    devices: int | str = 1,
+    precision: str = "32-true",
+    progress_position: int = 0,
+    callbacks: list[Callback] | None = None,
+    keep_checkpoint: Path | None = None,
+) -> TrainResult:
+    """Train `backbone` + a new head on `task`'s fold with hyperparameters `hp`, then test.
+
+    `hp` holds the resolved hyperparameters of `strategy` (`Strategy.resolve`): the shared entries
+    of `tasks.training.hparams` it reads plus its own. `num_workers` is a machine setting (loader
+    processes), not a hyperparameter. The selected epoch's checkpoint is deleted after the test
+    unless `keep_checkpoint` names a file to copy it to.
+    """
+    strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    L.seed_everything(seed, workers=True, verbose=False)
+    config = backbone.input_config
+    if size < config.min_size:
+        raise ValueError(
+            f"Image size {size} is below what backbone {backbone.name!r} accepts ({config.min_size} px); "
+            f"set image_size >= {config.min_size} in the suite or pick another backbone."
+        )
+    datamodule = TaskDataModule(
+        task,
+        fold=fold,
+        k=k,
+        seed=seed,
+        size=size,
+        mean=config.mean,
+        std=config.std,
+        batch_size=int(hp["batch_size"]),
+        augment=str(hp["augment"]),
+        num_workers=num_workers,
+        fraction=fraction,
+    )
+    datamodule.setup()
+    module = ClassifierModule(
+        backbone,
+        task.meta,
+        lr=float(hp["lr"]),
+        weight_decay=float(hp["weight_decay"]),
+        optimizer=str(hp["optimizer"]),
+        head_l1=float(hp["head_l1"]),
+        head_l2=float(hp["head_l2"]),
+        dropout=float(hp["dropout"]),
+        schedule=str(hp.get("schedule", "none")),
+        warmup_epochs=int(hp.get("warmup_epochs", 0)),
+        class_weights=datamodule.class_weights() if hp["class_weighted"] else None,
+    )
+    select, patience = str(hp.get("select", "last")), int(hp.get("patience", 0))
+    if select != "last" and len(datamodule.fold.val) == 0:
+        warnings.warn(f"{task.meta.name}: no validation rows to select an epoch by {select}; testing the last epoch "
+                      "(the training set is too small to carve validation rows from).", stacklevel=2)
+        select = "last"
+    # Checkpoints of the selected epoch live in a temporary folder, gone after the test.
+    with tempfile.TemporaryDirectory(prefix="medtl-ckpt-") as folder:
+        result = _fit_and_test(module, datamodule, strategy, hp, selection_callbacks(select, patience, Path(folder)),
+                               logger=logger, accelerator=accelerator, devices=devices, precision=precision,
+                               progress_position=progress_position, callbacks=callbacks)
+        best = next(Path(folder).glob("*.ckpt"), None)
+        if keep_checkpoint is not None and best is not None:
+            shutil.copy(best, keep_checkpoint)
+        return result
+
+
+def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accelerator, devices, precision,
+                  progress_position, callbacks) -> TrainResult:
+    common = dict(
+        accelerator=accelerator,
+        precision=precision,
+        logger=logger if logger is not None else False,
+        # Only the selection callback checkpoints (into a temporary folder); cells export what they
+        # need explicitly (pretrain checkpoints).
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in selection),
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        deterministic="warn",
+    )
+    progress = TQDMProgressBar(process_position=progress_position, leave=False)
+    distributed = devices not in (1, "1")
+    trainer = L.Trainer(
+        max_epochs=int(hp["epochs"]),
+        devices=devices,
+        # Several devices: spawn the DDP workers from this process. The default launcher would
+        # re-run the whole command (the suite runner, its MLflow runs) once per rank; with spawn
+        # only `fit` is distributed and rank 0's weights come back to this process.
+        strategy="ddp_spawn" if distributed else "auto",
+        callbacks=[*strategy.build_callbacks(hp), *selection, progress, *(callbacks or [])],
+        num_sanity_val_steps=0,
+        **common,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - start
+    epochs_trained = trainer.current_epoch
+    checkpoint = next((c for c in selection if isinstance(c, ModelCheckpoint)), None)
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    if distributed:
+        # Test in this process on one device, so every prediction lands in `module.test_outputs`
+        # (a DistributedSampler would give each rank a share of the test set).
+        trainer = L.Trainer(devices=1, callbacks=[progress], **{**common, "enable_checkpointing": False})
+    start = time.perf_counter()
+    # ckpt_path loads the selected epoch's weights into `module` before testing, so the returned
+    # module (exported by pretraining, timed for throughput) is the tested one.
+    results = trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=best or None, weights_only=True)
+    test_seconds = time.perf_counter() - start
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    selected = int(Path(best).stem) if best else epochs_trained - 1
+    return TrainResult(module, datamodule, metrics, fit_seconds, test_seconds, selected, epochs_trained)

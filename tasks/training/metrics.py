@@ -1,0 +1,100 @@
+"""Metric collections (torchmetrics) in the Medico task's terms.
+
+Single-label tasks: MCC, and F1 / REC / PREC / SPEC / ACC macro-averaged over classes one-vs-rest
+(Hicks et al. 2018 report these), plain accuracy (`acc_micro`), macro AUROC and the confusion
+matrix. Classes that appear in neither targets nor predictions of an evaluation are left out of
+the macro means (as scikit-learn does with its default labels), so a fold that lacks a rare class
+is not credited with a perfect score on it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+    MulticlassSpecificity,
+    MulticlassStatScores,
+    MultilabelAccuracy,
+    MultilabelAUROC,
+    MultilabelF1Score,
+    MultilabelMatthewsCorrCoef,
+    MultilabelPrecision,
+    MultilabelRecall,
+    MultilabelSpecificity,
+)
+
+from tasks.data.index import TaskMeta
+
+# Names as the leaderboard prints them, in the Medico table's order.
+LEADERBOARD_METRICS = ("mcc", "f1", "rec", "prec", "spec", "acc", "auc")
+
+
+class OneVsRestAccuracy(MulticlassStatScores):
+    """Mean over classes of (TP + TN) / N, the Medico task's ACC; torchmetrics has no such average."""
+
+    def __init__(self, num_classes: int, **kwargs) -> None:
+        super().__init__(num_classes=num_classes, average=None, **kwargs)
+
+    def compute(self) -> torch.Tensor:
+        tp, fp, tn, fn = self.tp.float(), self.fp.float(), self.tn.float(), self.fn.float()
+        present = (tp + fp + fn) > 0
+        per_class = (tp + tn) / (tp + fp + tn + fn).clamp(min=1)
+        return per_class[present].mean() if present.any() else torch.tensor(0.0)
+
+
+class MatthewsCorrCoef(MulticlassConfusionMatrix):
+    """Multiclass MCC as scikit-learn defines it: 0 when predictions or targets are constant.
+
+    torchmetrics' own MCC (1.9) replaces a zero denominator by an epsilon formula in the 2-class
+    case, so a model that predicts one class for everything scores -0.07 or +0.07 instead of 0;
+    model selection by validation MCC then prefers arbitrary constant predictors.
+    """
+
+    def compute(self) -> torch.Tensor:
+        cm = self.confmat.double()
+        t, p, c, s = cm.sum(1), cm.sum(0), cm.trace(), cm.sum()
+        cov_tp = c * s - (t * p).sum()
+        cov_pp, cov_tt = s * s - (p * p).sum(), s * s - (t * t).sum()
+        if cov_pp * cov_tt == 0:
+            return torch.tensor(0.0)
+        return (cov_tp / torch.sqrt(cov_pp * cov_tt)).float()
+
+
+def classification_metrics(meta: TaskMeta) -> MetricCollection:
+    """Scalar metrics for `meta`'s kind; inputs are probabilities (N, C) and targets."""
+    c = meta.num_classes
+    if meta.kind == "multilabel":
+        return MetricCollection(
+            {
+                "mcc": MultilabelMatthewsCorrCoef(num_labels=c),
+                "f1": MultilabelF1Score(num_labels=c, average="macro"),
+                "rec": MultilabelRecall(num_labels=c, average="macro"),
+                "prec": MultilabelPrecision(num_labels=c, average="macro"),
+                "spec": MultilabelSpecificity(num_labels=c, average="macro"),
+                "acc": MultilabelAccuracy(num_labels=c, average="macro"),
+                "auc": MultilabelAUROC(num_labels=c, average="macro"),
+            }
+        )
+    return MetricCollection(
+        {
+            "mcc": MatthewsCorrCoef(num_classes=c),
+            "f1": MulticlassF1Score(num_classes=c, average="macro"),
+            "rec": MulticlassRecall(num_classes=c, average="macro"),
+            "prec": MulticlassPrecision(num_classes=c, average="macro"),
+            "spec": MulticlassSpecificity(num_classes=c, average="macro"),
+            "acc": OneVsRestAccuracy(num_classes=c),
+            "acc_micro": MulticlassAccuracy(num_classes=c, average="micro"),
+            "auc": MulticlassAUROC(num_classes=c, average="macro"),
+        }
+    )
+
+
+def confusion_matrix_metric(meta: TaskMeta) -> MulticlassConfusionMatrix | None:
+    """Rows are true classes, columns predicted (scikit-learn's convention)."""
+    return None if meta.kind == "multilabel" else MulticlassConfusionMatrix(num_classes=meta.num_classes)

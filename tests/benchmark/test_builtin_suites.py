@@ -1,0 +1,39 @@
+"""Every built-in suite file expands, names registered things only, and is documented in the README.
+
+    .venv/bin/python -m pytest tests/benchmark/test_builtin_suites.py -q
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import SUITES_DIR
+from benchmark.suite import load_suite
+
+REPO = Path(__file__).resolve().parents[2]
+SUITES = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_builtin_suite_expands(name):
+    suite = load_suite(SUITES_DIR / f"{name}.yaml")
+    assert suite.name == name and suite.finetune_cells
+    hashes = [c.hash for c in suite.cells]
+    assert len(hashes) == len(set(hashes))  # no cell twice
+    pretrain = {c.hash for c in suite.cells if c.stage == "pretrain"}
+    for cell in suite.finetune_cells:  # every `cell:` source is a pretraining cell of the same suite
+        assert not cell.weights.startswith("cell:") or cell.weights[len("cell:"):] in pretrain
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_builtin_suite_is_in_the_readme(name):
+    assert f"`{name}.yaml`" in (REPO / "README.md").read_text()
+
+
+def test_readme_dataset_table_is_generated_from_the_cards():
+    from benchmark.catalogue import dataset_table
+
+    readme = (REPO / "README.md").read_text()
+    assert dataset_table() in readme, "README's dataset table is stale: paste the output of `medtl list --datasets`"
