@@ -19,12 +19,13 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from backbones import create_backbone
+from benchmark.ensembles import run_ensemble
 from benchmark.spec import RunSpec
 from benchmark.throughput import measure_fps
 from benchmark.weights import MlflowWeights
 from pretrain import pretrain_backbone
 from tasks.data import Task, load_task
-from tasks.training import TrainResult, train_and_test
+from tasks.training import TrainResult, get_strategy, train_and_test
 from tasks.training.evaluation import per_class_report, per_label_confusion, predictions_table
 from tracking import CellLogger, CellRun, log_confusion_matrix, log_dataframe, log_json
 
@@ -71,6 +72,8 @@ def load_cell_task(spec: RunSpec, data_root: Path | None, cache: OrderedDict | N
 def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
     """Train and test `spec`, logging metrics and artifacts into `run`; returns the final metrics."""
     task = load_cell_task(spec, ctx.data_root, ctx.tasks)
+    if get_strategy(spec.strategy).combines:
+        return run_ensemble(spec, ctx, run, task)
     resolver = MlflowWeights(ctx.client, ctx.finished, ctx.cache_dir)
     # Seed before building: scratch weights (and any head the backbone keeps) are drawn from the
     # global torch RNG, so without this two runs of one spec start from different networks.

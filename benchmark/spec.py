@@ -45,14 +45,15 @@ class RunSpec:
     fraction: float = 1.0  # share of the training rows kept (data-efficiency curves)
     precision: str = "32-true"  # Lightning precision flag
     devices: int = 1  # accelerators per cell (DDP when > 1)
+    members: tuple[str, ...] = ()  # ensemble cells: the hashes of the cells whose predictions they average
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"Unknown stage {self.stage!r}. Valid stages: {', '.join(STAGES)}.")
 
     @staticmethod
-    def build(*, task_options: dict | None = None, hparams: dict | None = None, **fields) -> "RunSpec":
-        return RunSpec(task_options=_frozen(task_options), hparams=_frozen(hparams), **fields)
+    def build(*, task_options: dict | None = None, hparams: dict | None = None, members=(), **fields) -> "RunSpec":
+        return RunSpec(task_options=_frozen(task_options), hparams=_frozen(hparams), members=tuple(sorted(members)), **fields)
 
     @property
     def hp(self) -> dict[str, Any]:
@@ -66,6 +67,7 @@ class RunSpec:
         d = asdict(self)
         d["task_options"] = dict(self.task_options)
         d["hparams"] = dict(self.hparams)
+        d["members"] = list(self.members)
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -79,6 +81,8 @@ class RunSpec:
         d["task_options"] = {k: v for k, v in d["task_options"].items()
                              if k not in card.settings and not (k in card.neutral and card.neutral[k] == v)}
         d["hparams"] = identity(get_strategy(self.strategy).table, d["hparams"])
+        if not d["members"]:  # added with ensembles: cells that are not ensembles hash as before
+            del d["members"]
         return d
 
     @cached_property

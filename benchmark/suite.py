@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from benchmark.ensembles import expand_ensembles
 from benchmark.spec import RunSpec
 
 KNOWN_KEYS = {"name", "description", "target", "folds", "seeds", "fractions", "backbones", "strategies",
@@ -214,7 +215,7 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
             else:
                 raise SuiteError(f"{path}: source {source!r} needs 'weights: ...' or 'pretrain: {{dataset: ...}}'.")
         for source, weights in source_weights.items():
-            for strategy in strategies:
+            for strategy in (s for s in strategies if not get_strategy(s).combines):  # ensembles come last
                 hparams = get_strategy(strategy).resolve(raw.get("hparams"))
                 for seed in seeds:
                     for fraction in fractions:
@@ -237,4 +238,4 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
                                     **common,
                                 )
                             )
-    return pretrain_cells + finetune_cells
+    return pretrain_cells + finetune_cells + expand_ensembles(finetune_cells, strategies, raw.get("hparams"))

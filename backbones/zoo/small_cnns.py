@@ -34,6 +34,7 @@ class _SmallCNN(nn.Sequential):
 def smallcnn() -> Backbone:
     net = _SmallCNN()
     # Mean/std 0.5: there are no pretrained statistics to match, and 0.5 centres [0, 1] images.
-    config = InputConfig(size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    # min_size 16: four ceil-mode pools take 28 px (MedMNIST) to 2x2 and 16 px to 1x1.
+    config = InputConfig(size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), min_size=16)
     blocks = list(net)[:4]
     return Backbone("smallcnn", net, net.num_features, config, blocks, {"block4": blocks[-1]})

@@ -98,3 +98,15 @@ def classification_metrics(meta: TaskMeta) -> MetricCollection:
 def confusion_matrix_metric(meta: TaskMeta) -> MulticlassConfusionMatrix | None:
     """Rows are true classes, columns predicted (scikit-learn's convention)."""
     return None if meta.kind == "multilabel" else MulticlassConfusionMatrix(num_classes=meta.num_classes)
+
+
+def score(probs: torch.Tensor, targets: torch.Tensor, meta: TaskMeta, prefix: str = "test/") -> tuple[dict[str, float], torch.Tensor | None]:
+    """The cells' metrics (and confusion matrix) for given probabilities, without a model: ensembles,
+    chance floors and feature strategies score with exactly what a trained cell's test step uses."""
+    metrics = classification_metrics(meta).clone(prefix=prefix)
+    target = targets.int() if meta.kind == "multilabel" else targets.long()
+    metrics.update(probs.float(), target)
+    confmat = confusion_matrix_metric(meta)
+    if confmat is not None:
+        confmat.update(probs.argmax(dim=1), target)
+    return {k: float(v) for k, v in metrics.compute().items()}, (confmat.compute() if confmat is not None else None)

@@ -37,3 +37,16 @@ def test_readme_dataset_table_is_generated_from_the_cards():
 
     readme = (REPO / "README.md").read_text()
     assert dataset_table() in readme, "README's dataset table is stale: paste the output of `medtl list --datasets`"
+
+
+def test_imagenet_weights_with_a_small_input_stem_fail_before_training(tmp_path):
+    # ImageNet weights were learnt through the 7x7 stride-2 stem; a 3x3 stem cannot take them.
+    from benchmark.suite import SuiteError
+    from tests.benchmark.suites import write_suite
+
+    path = write_suite(tmp_path, backbones=["resnet18_small"], sources={"imagenet": {"weights": "imagenet"}})
+    with pytest.raises(SuiteError) as error:
+        load_suite(path)
+    message = str(error.value)
+    assert "resnet18_small" in message and "sources.imagenet" in message
+    assert "7x7" in message and "image_size: native" in message  # the reason and the fix

@@ -34,6 +34,7 @@ class Strategy:
     callbacks: Callable[..., list[Callback]]  # (**own hyperparameters) -> Lightning callbacks
     params: Mapping[str, HParam] = field(default_factory=dict)  # hyperparameters it owns
     shared: tuple[str, ...] | None = None  # entries of the shared table it reads; None: all of them
+    combines: str = ""  # ensembles: the axis whose finished cells it averages (seeds, sources, backbones)
 
     @property
     def table(self) -> dict[str, HParam]:
@@ -54,9 +55,9 @@ STRATEGIES: Registry[Strategy] = Registry("strategy", UnknownStrategyError)
 
 
 def register_strategy(name: str, *, summary: str, params: Mapping[str, HParam] | None = None,
-                      shared: tuple[str, ...] | None = None):
+                      shared: tuple[str, ...] | None = None, combines: str = ""):
     def decorate(fn: Callable[..., list[Callback]]):
-        STRATEGIES.add(name, Strategy(name, summary, fn, dict(params or {}), shared))
+        STRATEGIES.add(name, Strategy(name, summary, fn, dict(params or {}), shared, combines))
         return fn
 
     return decorate

@@ -1,0 +1,37 @@
+"""Ensembles: average the predicted probabilities of finished cells that share a test fold.
+
+  ensemble-seeds      Hicks et al.'s "3-averaged" models: the k seeds of one (source, backbone,
+                      strategy) on one fold
+  ensemble-sources    the survey's multi-source ensembles: every source of the suite, per
+                      (backbone, strategy, fold, seed)
+  ensemble-backbones  every backbone of the suite, per (source, strategy, fold, seed)
+
+An ensemble trains nothing: the suite adds it after its members (cells of strategy `ensemble_of`,
+`full` by default), and the benchmark layer scores the averaged probabilities as a cell of its
+own (`benchmark/ensembles.py`), its inference cost the sum of its members'.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch.callbacks import Callback
+
+from tasks.training.hparams import HParam
+from tasks.training.strategies import register_strategy
+
+AXES = ("seeds", "sources", "backbones")
+
+
+def _params() -> dict[str, HParam]:
+    return {"ensemble_of": HParam("full", str, "strategy of the member cells the ensemble averages")}
+
+
+def _register(axis: str) -> None:
+    @register_strategy(f"ensemble-{axis}", summary=f"average the predicted probabilities of the suite's {axis} "
+                       "(members: cells of strategy `ensemble_of`) on each shared test fold",
+                       params=_params(), shared=(), combines=axis)
+    def ensemble(*, ensemble_of: str) -> list[Callback]:
+        raise TypeError("An ensemble trains nothing; the suite runner scores its members' predictions.")
+
+
+for _axis in AXES:
+    _register(_axis)
