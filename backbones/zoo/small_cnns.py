@@ -36,4 +36,6 @@ def smallcnn() -> Backbone:
     # Mean/std 0.5: there are no pretrained statistics to match, and 0.5 centres [0, 1] images.
     config = InputConfig(size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     blocks = list(net)[:4]
-    return Backbone("smallcnn", net, net.num_features, config, blocks, {"block4": blocks[-1]})
+    # Every block's output is a spatial map (C x H x W): frozen-feature strategies (VLAD) read any of them.
+    taps = {f"block{i}": block for i, block in enumerate(blocks, start=1)}
+    return Backbone("smallcnn", net, net.num_features, config, blocks, taps)
