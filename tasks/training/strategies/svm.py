@@ -336,5 +336,6 @@ SVM_PARAMS = {
     fit=frozen_fit("svm", spatial=False, make_encoder=lambda hp: PooledEncoder(str(hp["scale_pool"]))),
     applies=applicability("svm", spatial=False),
 )
-def svm() -> list[Callback]:
-    return []  # no Lightning callbacks: `fit` replaces Lightning's loop
+def svm(*, tap: str, scales: str, scale_pool: str, svm_cs: str, svm_cv: int) -> list[Callback]:
+    """No Lightning callbacks: `fit` (fit_frozen) reads these hyperparameters and replaces Lightning's loop."""
+    return []

@@ -126,5 +126,6 @@ VLAD_PARAMS = {
     fit=frozen_fit("vlad", spatial=True, make_encoder=_encoder),
     applies=applicability("vlad", spatial=True),
 )
-def vlad() -> list[Callback]:
-    return []  # no Lightning callbacks: `fit` replaces Lightning's loop
+def vlad(*, tap: str, scales: str, vlad_k: int, pca_dim: int, svm_cs: str, svm_cv: int) -> list[Callback]:
+    """No Lightning callbacks: `fit` (fit_frozen) reads these hyperparameters and replaces Lightning's loop."""
+    return []
