@@ -134,18 +134,25 @@ def weights_digest(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def cache_key(task: Task, backbone: Backbone, *, tap: str, scale: int, pool: str) -> tuple[str, dict]:
+def content_digests(task: Task, backbone: Backbone) -> dict[str, str]:
+    """The dataset and weights halves of a cache key; compute once per cell, pass to each scale's lookup."""
+    return {"dataset": task_digest(task), "weights": weights_digest(backbone)}
+
+
+def cache_key(task: Task, backbone: Backbone, *, tap: str, scale: int, pool: str,
+              digests: dict[str, str] | None = None) -> tuple[str, dict]:
     """(key, description) of the cache entry for these features; see the module docstring."""
     import albumentations
 
     config = backbone.input_config
+    digests = digests or content_digests(task, backbone)
     description = {
         "format": FORMAT,
         "task": task.meta.name,
         "rows": len(task.index),
-        "dataset": task_digest(task),
+        "dataset": digests["dataset"],
         "backbone": backbone.name,
-        "weights": weights_digest(backbone),
+        "weights": digests["weights"],
         "tap": tap,
         "scale": int(scale),
         "pool": pool,
@@ -237,12 +244,15 @@ def extract(task: Task, backbone: Backbone, *, tap: str, scale: int, pool: str, 
 
 
 def tap_features(task: Task, backbone: Backbone, *, tap: str, scale: int, pool: str, cache_dir: Path | None = None,
-                 accelerator: str = "cpu", batch_size: int = 32, num_workers: int = 0) -> Features:
-    """Features of every row of `task` from the cache, extracting (and storing) them on a miss."""
+                 accelerator: str = "cpu", batch_size: int = 32, num_workers: int = 0,
+                 digests: dict[str, str] | None = None) -> Features:
+    """Features of every row of `task` from the cache, extracting (and storing) them on a miss.
+
+    `digests`: `content_digests(task, backbone)` when the caller already has them (several scales)."""
     if pool not in POOLS:
         raise ValueError(f"Unknown pool {pool!r}. Valid pools: {', '.join(POOLS)}.")
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key, description = cache_key(task, backbone, tap=tap, scale=scale, pool=pool)
+    key, description = cache_key(task, backbone, tap=tap, scale=scale, pool=pool, digests=digests)
     array_path, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
     if array_path.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())

@@ -52,7 +52,7 @@ from torch.nn import functional as F
 from backbones import Backbone
 from backbones.registry import input_config
 from tasks.data.index import Task, TaskMeta
-from tasks.training.features import FINAL, forward_tap, meta_backbone, pool_output, spatial_taps, tap_features, tap_shapes
+from tasks.training.features import FINAL, content_digests, forward_tap, meta_backbone, pool_output, spatial_taps, tap_features, tap_shapes
 from tasks.training.hparams import HParam
 from tasks.training.metrics import classification_metrics, confusion_matrix_metric
 from tasks.training.strategies import StrategyNotApplicable, list_strategies, register_strategy
@@ -278,8 +278,9 @@ def fit_frozen(task: Task, backbone: Backbone, fold, hp: Mapping[str, Any], *, s
     scales = parse_scales(hp["scales"], size)
     tap = resolve_tap(strategy, backbone.name, str(hp["tap"]), tap_shapes(backbone, min(scales)), spatial=spatial)
     encoder = make_encoder(hp)
+    digests = content_digests(task, backbone)
     features = [tap_features(task, backbone, tap=tap, scale=s, pool=encoder.pool, cache_dir=cache_dir,
-                             accelerator=accelerator, num_workers=num_workers) for s in scales]
+                             accelerator=accelerator, num_workers=num_workers, digests=digests) for s in scales]
     arrays = [f.array for f in features]
     multilabel = task.meta.kind == "multilabel"
     train = np.asarray(fold.train)
