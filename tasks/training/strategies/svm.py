@@ -165,7 +165,10 @@ class PooledEncoder:
 def fit_linear_svm(x: np.ndarray, y: np.ndarray, *, multilabel: bool, cs: list[float], folds: int, class_weighted: bool,
                    seed: int) -> tuple[Any, float]:
     """LinearSVC (one-vs-rest per label for multi-label) with C picked by k-fold CV on (x, y); (fitted, C)."""
-    svc = LinearSVC(class_weight="balanced" if class_weighted else None, max_iter=10000, random_state=seed)
+    # Primal (dual=False): liblinear's dual solver stalls at large C on L2-normalised features (on dtd10's
+    # ResNet-18 features, C=100: 7,400 iterations and 69 s, against 19 iterations and 0.9 s in the primal),
+    # and dual="auto" picks the dual whenever a CV split has fewer rows than features.
+    svc = LinearSVC(class_weight="balanced" if class_weighted else None, dual=False, random_state=seed)
     if multilabel:
         estimator, grid, scoring = OneVsRestClassifier(svc), {"estimator__C": cs}, "f1_samples"
         splitter = KFold(min(folds, len(y)), shuffle=True, random_state=seed)
@@ -175,7 +178,7 @@ def fit_linear_svm(x: np.ndarray, y: np.ndarray, *, multilabel: bool, cs: list[f
         estimator, grid, scoring = svc, {"C": cs}, "matthews_corrcoef"
         splitter = StratifiedKFold(max(2, min(folds, smallest)), shuffle=True, random_state=seed)
     with warnings.catch_warnings():
-        # Scratch features of a tiny set often stop LinearSVC at max_iter; one warning per (C, fold) is noise.
+        # Scratch features of a tiny set can stop LinearSVC at max_iter; one warning per (C, fold) is noise.
         warnings.simplefilter("ignore", ConvergenceWarning)
         if len(cs) == 1:
             estimator.set_params(**{next(iter(grid)): cs[0]})
