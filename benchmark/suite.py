@@ -217,6 +217,8 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
         for source, weights in source_weights.items():
             for strategy in (s for s in strategies if not get_strategy(s).combines):  # ensembles come last
                 hparams = get_strategy(strategy).resolve(raw.get("hparams"))
+                # A strategy that cannot apply (VLAD on a backbone without a spatial tap) fails here, before any cell.
+                get_strategy(strategy).check(str(backbone), hparams, image_size=common["image_size"])
                 for seed in seeds:
                     for fraction in fractions:
                         for fold in fold_ids:

@@ -37,4 +37,6 @@ def smallcnn() -> Backbone:
     # min_size 16: four ceil-mode pools take 28 px (MedMNIST) to 2x2 and 16 px to 1x1.
     config = InputConfig(size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), min_size=16)
     blocks = list(net)[:4]
-    return Backbone("smallcnn", net, net.num_features, config, blocks, {"block4": blocks[-1]})
+    # Every block's output is a spatial map (C x H x W): frozen-feature strategies (VLAD) read any of them.
+    taps = {f"block{i}": block for i, block in enumerate(blocks, start=1)}
+    return Backbone("smallcnn", net, net.num_features, config, blocks, taps)

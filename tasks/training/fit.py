@@ -1,4 +1,9 @@
-"""Fit a classifier on one fold and test it: the routine pretraining and fine-tuning cells share."""
+"""Fit a classifier on one fold and test it: the routine pretraining and fine-tuning cells share.
+
+Strategies that train go through Lightning (`_fit_and_test`); strategies with a `fit` of their own
+(frozen features + SVM, VLAD: `tasks/training/strategies/svm.py`, `vlad.py`) go through
+`_fit_frozen`, which returns the same `TrainResult`, so a cell logs the same metrics and artifacts.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ from tasks.training.strategies import Strategy, get_strategy
 class TrainResult:
     """What a cell needs afterwards: the fitted module, its data, and the final test metrics."""
 
-    module: ClassifierModule  # holds the backbone and the test predictions
+    # Holds the backbone and the test predictions: a ClassifierModule, or for strategies that do not
+    # train with Lightning a FrozenFeatureClassifier (strategies/svm.py) with the same test interface.
+    module: ClassifierModule
     datamodule: TaskDataModule  # holds the fold (train/val/test rows)
     metrics: dict[str, float]  # "test/mcc", ... as logged by the module
     fit_seconds: float  # wall time of trainer.fit
@@ -70,6 +77,7 @@ def train_and_test(
     progress_position: int = 0,
     callbacks: list[Callback] | None = None,
     keep_checkpoint: Path | None = None,
+    feature_cache: Path | None = None,
 ) -> TrainResult:
     """Train `backbone` + a new head on `task`'s fold with hyperparameters `hp`, then test.
 
@@ -77,8 +85,15 @@ def train_and_test(
     of `tasks.training.hparams` it reads plus its own. `num_workers` is a machine setting (loader
     processes), not a hyperparameter. The selected epoch's checkpoint is deleted after the test
     unless `keep_checkpoint` names a file to copy it to.
+
+    A strategy that does not train with Lightning (its `fit` is set) gets the same fold and returns
+    the same result; it reads features from `feature_cache` (a machine setting; default
+    `tasks.training.features.default_cache_dir()`), extracts on one device in float32 (`devices`
+    and `precision` do not apply to it) and writes no checkpoint. A strategy that cannot apply to
+    this backbone or task raises StrategyNotApplicable here, before any work.
     """
     strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    strategy.check(backbone, hp, image_size=size, kind=task.meta.kind)
     L.seed_everything(seed, workers=True, verbose=False)
     config = backbone.input_config
     if size < config.min_size:
@@ -94,12 +109,16 @@ def train_and_test(
         size=size,
         mean=config.mean,
         std=config.std,
-        batch_size=int(hp["batch_size"]),
-        augment=str(hp["augment"]),
+        # Strategies that do not train read neither (their features are un-augmented).
+        batch_size=int(hp.get("batch_size", 32)),
+        augment=str(hp.get("augment", "none")),
         num_workers=num_workers,
         fraction=fraction,
     )
     datamodule.setup()
+    if strategy.fit is not None:
+        return _fit_frozen(strategy, task, backbone, datamodule, hp, size=size, seed=seed, accelerator=accelerator,
+                           num_workers=num_workers, logger=logger, feature_cache=feature_cache)
     module = ClassifierModule(
         backbone,
         task.meta,
@@ -127,6 +146,19 @@ def train_and_test(
         if keep_checkpoint is not None and best is not None:
             shutil.copy(best, keep_checkpoint)
         return result
+
+
+def _fit_frozen(strategy, task, backbone, datamodule, hp, *, size, seed, accelerator, num_workers, logger,
+                feature_cache) -> TrainResult:
+    """A strategy's own fit (no Lightning loop): test metrics go to `logger` as Lightning's test loop would log them."""
+    outcome = strategy.fit(task, backbone, datamodule.fold, hp, size=size, seed=seed, accelerator=accelerator,
+                           num_workers=num_workers, cache_dir=feature_cache)
+    if logger is not None:
+        logger.log_metrics({k: v for k, v in outcome.metrics.items() if k.startswith("test/")}, step=0)
+    # val/* and the strategy's own numbers (chosen C, feature dimension, cache hits) ride in `metrics`,
+    # which the cell logs apart from test/*; nothing is trained, so no epoch was selected.
+    return TrainResult(outcome.model, datamodule, {**outcome.metrics, **outcome.extra}, outcome.fit_seconds,
+                       outcome.test_seconds, selected_epoch=-1, epochs_trained=0, extra=dict(outcome.extra))
 
 
 def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accelerator, devices, precision,

@@ -4,6 +4,10 @@ A strategy declares the hyperparameters it owns (default and search space, like 
 in `tasks.training.hparams`) and which shared ones it reads, and is called with exactly those, so a
 misspelt name is an error and a hyperparameter only one strategy reads is part of only its cells'
 identity. Strategies that train are Lightning callbacks (schedules are callbacks, not `if epoch`).
+Strategies that do not train with Lightning (frozen features + SVM, VLAD) give a `fit` callable
+instead, which `tasks.training.fit.train_and_test` calls in place of Lightning's loop; a strategy
+that cannot apply to a backbone or task says so in `applies`, checked when a suite is expanded
+and again before any work in `train_and_test`.
 
 A new strategy is one module in this folder with a `@register_strategy(...)` function.
 """
@@ -25,6 +29,10 @@ class UnknownStrategyError(ValueError):
     """A strategy name that is not registered."""
 
 
+class StrategyNotApplicable(ValueError):
+    """A strategy that cannot run on this backbone or task; the message names the valid alternatives."""
+
+
 @dataclass(frozen=True)
 class Strategy:
     """A registered strategy."""
@@ -34,6 +42,10 @@ class Strategy:
     callbacks: Callable[..., list[Callback]]  # (**own hyperparameters) -> Lightning callbacks
     params: Mapping[str, HParam] = field(default_factory=dict)  # hyperparameters it owns
     shared: tuple[str, ...] | None = None  # entries of the shared table it reads; None: all of them
+    # Set: the strategy does not train with Lightning; train_and_test calls it instead (see tasks.training.fit).
+    fit: Callable[..., Any] | None = None
+    # (backbone name or Backbone, hyperparameters, image_size=, kind=) -> None, or StrategyNotApplicable.
+    applies: Callable[..., None] | None = None
     combines: str = ""  # ensembles: the axis whose finished cells it averages (seeds, sources, backbones)
 
     @property
@@ -50,14 +62,21 @@ class Strategy:
     def build_callbacks(self, hparams: Mapping[str, Any]) -> list[Callback]:
         return self.callbacks(**{k: hparams[k] for k in self.params})
 
+    def check(self, backbone, hparams: Mapping[str, Any], *, image_size: int, kind: str | None = None) -> None:
+        """Raise StrategyNotApplicable (naming the valid alternatives) if this strategy cannot run on
+        `backbone` (a registered name or a built Backbone) with `hparams` at `image_size` for a task of `kind`."""
+        if self.applies is not None:
+            self.applies(backbone, hparams, image_size=image_size, kind=kind)
+
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", UnknownStrategyError)
 
 
 def register_strategy(name: str, *, summary: str, params: Mapping[str, HParam] | None = None,
-                      shared: tuple[str, ...] | None = None, combines: str = ""):
+                      shared: tuple[str, ...] | None = None, fit: Callable[..., Any] | None = None,
+                      applies: Callable[..., None] | None = None, combines: str = ""):
     def decorate(fn: Callable[..., list[Callback]]):
-        STRATEGIES.add(name, Strategy(name, summary, fn, dict(params or {}), shared, combines))
+        STRATEGIES.add(name, Strategy(name, summary, fn, dict(params or {}), shared, fit, applies, combines))
         return fn
 
     return decorate

@@ -16,7 +16,7 @@ from __future__ import annotations
 from lightning.pytorch.callbacks import Callback
 
 from tasks.training.hparams import HParam
-from tasks.training.strategies import register_strategy
+from tasks.training.strategies import StrategyNotApplicable, register_strategy
 
 AXES = ("seeds", "sources", "backbones")
 
@@ -25,10 +25,15 @@ def _params() -> dict[str, HParam]:
     return {"ensemble_of": HParam("full", str, "strategy of the member cells the ensemble averages")}
 
 
+def _trains_nothing(backbone, hparams, *, image_size: int, kind: str | None = None) -> None:
+    raise StrategyNotApplicable("An ensemble trains no model of its own: list it in a suite's `strategies` beside the "
+                                "strategy of its members (hparams.ensemble_of), and the runner scores their predictions.")
+
+
 def _register(axis: str) -> None:
     @register_strategy(f"ensemble-{axis}", summary=f"average the predicted probabilities of the suite's {axis} "
                        "(members: cells of strategy `ensemble_of`) on each shared test fold",
-                       params=_params(), shared=(), combines=axis)
+                       params=_params(), shared=(), combines=axis, applies=_trains_nothing)
     def ensemble(*, ensemble_of: str) -> list[Callback]:
         raise TypeError("An ensemble trains nothing; the suite runner scores its members' predictions.")
 

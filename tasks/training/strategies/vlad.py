@@ -1,0 +1,131 @@
+"""VLAD + linear SVM (Farhat & Sicre, after Jegou et al. 2010, "Aggregating local descriptors into a compact image representation").
+
+  vlad  the backbone stays frozen; a spatial tap's map (VGG `block5_pool` by default, else the
+        deepest spatial tap) gives one C-dim local descriptor per position, at every scale of
+        `scales`; a k-means codebook of `vlad_k` centres (scikit-learn MiniBatchKMeans) is fit on
+        descriptors of the training rows only; an image's VLAD vector is, per centre, the sum of
+        the residuals (descriptor - centre) of the descriptors assigned to it (k x C values, all
+        scales' descriptors into one codebook, as Jegou et al. pool dense multi-scale descriptors),
+        then signed power normalisation (sign(v) |v|^0.5) and L2 normalisation; optionally PCA to
+        `pca_dim` dimensions (fit on training rows only) and L2 again; then the linear SVM of
+        `svm.py` (C by cross-validation on the training rows only).
+
+Local descriptors are the tap's raw activations (no per-descriptor normalisation), as Jegou et al.
+aggregate SIFT as computed. The codebook is fit on at most `MAX_DESCRIPTORS` descriptors drawn
+(seeded) from the training rows: k-means needs a sample of the descriptor distribution, not all of
+it, and a 544 px VGG map has 289 positions per image.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from lightning.pytorch.callbacks import Callback
+from scipy import sparse
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.decomposition import PCA
+
+from tasks.training.hparams import HParam
+from tasks.training.strategies import register_strategy
+from tasks.training.strategies.svm import SCALES, SHARED_READ, SVM_CS, SVM_CV, TAP, applicability, frozen_fit, l2_normalise
+
+POWER = 0.5  # Jegou et al.'s signed power normalisation exponent
+MAX_DESCRIPTORS = 100_000  # k-means sample size (see the module docstring)
+CHUNK = 256  # images aggregated at a time (bounds memory: chunk x positions x C residuals)
+
+
+def local_descriptors(maps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(descriptors (M, C), image of each (M,)) from per-scale maps (N, C, H, W): one descriptor per position."""
+    descriptors, images = [], []
+    for m in maps:
+        n, c, h, w = m.shape
+        descriptors.append(np.ascontiguousarray(m.transpose(0, 2, 3, 1)).reshape(n * h * w, c))
+        images.append(np.repeat(np.arange(n), h * w))
+    return np.concatenate(descriptors).astype(np.float32, copy=False), np.concatenate(images)
+
+
+def vlad_vectors(maps: list[np.ndarray], centres: np.ndarray, assign, power: float = POWER) -> np.ndarray:
+    """(N, k x C) VLAD vectors: residuals summed per centre, signed power then L2 normalised."""
+    k, c = centres.shape
+    n = len(maps[0])
+    out = np.empty((n, k * c), dtype=np.float32)
+    for lo in range(0, n, CHUNK):
+        chunk = [m[lo:lo + CHUNK] for m in maps]
+        descriptors, images = local_descriptors(chunk)
+        nearest = assign(descriptors)
+        residuals = descriptors - centres[nearest]
+        # One sparse (image x centre) <- descriptor incidence matrix: a scatter-add of residuals per (image, centre).
+        incidence = sparse.csr_matrix((np.ones(len(nearest), np.float32), (images * k + nearest, np.arange(len(nearest)))),
+                                      shape=(len(chunk[0]) * k, len(nearest)))
+        summed = np.asarray(incidence @ residuals).reshape(len(chunk[0]), k * c)
+        out[lo:lo + CHUNK] = np.sign(summed) * np.abs(summed) ** power
+    return l2_normalise(out)
+
+
+class VladEncoder:
+    """Codebook (and optional PCA) learnt from the training rows' maps; VLAD vectors for any rows."""
+
+    pool = "map"  # what the cache holds for this encoder
+
+    def __init__(self, k: int, pca_dim: int = 0) -> None:
+        self.k, self.pca_dim = int(k), int(pca_dim)
+        self.kmeans: MiniBatchKMeans | None = None
+        self.pca: PCA | None = None
+
+    def fit(self, per_scale: list[np.ndarray], seed: int) -> "VladEncoder":
+        descriptors, _ = local_descriptors(per_scale)
+        if len(descriptors) < self.k:
+            raise ValueError(f"vlad_k={self.k} exceeds the {len(descriptors)} local descriptors of the training rows; "
+                             f"set hyperparameter vlad_k <= {len(descriptors)} (or use larger scales).")
+        if len(descriptors) > MAX_DESCRIPTORS:
+            descriptors = descriptors[np.random.default_rng(seed).choice(len(descriptors), MAX_DESCRIPTORS, replace=False)]
+        self.kmeans = MiniBatchKMeans(n_clusters=self.k, random_state=seed, n_init=3).fit(descriptors)
+        if self.pca_dim:
+            vectors = self.vlad(per_scale)
+            dim = min(self.pca_dim, *vectors.shape)
+            if dim < self.pca_dim:
+                warnings.warn(f"pca_dim={self.pca_dim} exceeds what {vectors.shape[0]} training rows of dimension "
+                              f"{vectors.shape[1]} allow; PCA keeps {dim} components.", stacklevel=2)
+            self.pca = PCA(n_components=dim, random_state=seed).fit(vectors)
+        return self
+
+    def vlad(self, per_scale: list[np.ndarray]) -> np.ndarray:
+        """VLAD vectors before PCA (N, k x C)."""
+        assert self.kmeans is not None, "fit the encoder on training rows first"
+        return vlad_vectors(per_scale, self.kmeans.cluster_centers_.astype(np.float32), self.kmeans.predict)
+
+    def transform(self, per_scale: list[np.ndarray]) -> np.ndarray:
+        vectors = self.vlad(per_scale)
+        return vectors if self.pca is None else l2_normalise(self.pca.transform(vectors))
+
+
+def _encoder(hp: Mapping[str, Any]) -> VladEncoder:
+    return VladEncoder(int(hp["vlad_k"]), int(hp["pca_dim"]))
+
+
+VLAD_PARAMS = {
+    "tap": TAP,
+    "scales": SCALES,
+    "vlad_k": HParam(64, int, "k-means codebook size (Jegou et al.: 64 or 256)", low=2,
+                     space=lambda trial, name: trial.suggest_categorical(name, [64, 256])),
+    "pca_dim": HParam(0, int, "PCA dimension of the VLAD vector, fit on training rows only (0: no PCA)", low=0,
+                      space=lambda trial, name: trial.suggest_categorical(name, [0, 128, 256])),
+    "svm_cs": SVM_CS,
+    "svm_cv": SVM_CV,
+}
+
+
+@register_strategy(
+    "vlad",
+    summary="VLAD + linear SVM (Farhat & Sicre; Jegou et al. 2010): tap map descriptors, k-means codebook, residual sums",
+    params=VLAD_PARAMS,
+    shared=SHARED_READ,
+    fit=frozen_fit("vlad", spatial=True, make_encoder=_encoder),
+    applies=applicability("vlad", spatial=True),
+)
+def vlad(*, tap: str, scales: str, vlad_k: int, pca_dim: int, svm_cs: str, svm_cv: int) -> list[Callback]:
+    """No Lightning callbacks: `fit` (fit_frozen) reads these hyperparameters and replaces Lightning's loop."""
+    return []
