@@ -56,7 +56,8 @@ def test_full_fine_tuning_changes_the_backbone(task):
 
 def test_layerwise_unfreezes_from_the_top_on_schedule(task):
     # 3 epochs, one group every epoch: epochs 1 and 2 unfreeze the top two groups; the rest stay frozen.
-    result, before = _fit(task, "layerwise", epochs=3, unfreeze_every=1)
+    # select last: the tested weights are the last epoch's, after both unfreezing steps.
+    result, before = _fit(task, "layerwise", epochs=3, unfreeze_every=1, select="last")
     backbone = result.module.backbone
     after = backbone.state_dict()
     names = {id(p): n for n, p in backbone.named_parameters()}
