@@ -55,6 +55,8 @@ def _check_http(uri: str) -> None:
         # Any HTTP answer (even 404 or 401) proves a server is there; only silence is fatal here.
         requests.get(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S)
     except requests.RequestException as exc:
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None  # urllib3's, without the retry wrapper
+        exc = reason or exc
         host = urlparse(uri).netloc or uri
         raise StoreError(
             f"Tracking server {uri} does not answer ({type(exc).__name__}: {str(exc)[:200]}). Fix: start it "
