@@ -126,18 +126,33 @@ def check_store(uri: str, *, create: bool = True) -> None:
 
 @contextmanager
 def creating_store(uri: str, *, create: bool = True) -> Iterator[None]:
-    """Serialise opening a SQLite store between processes that may create it: MLflow's schema set-up is
-    not atomic, and a second process that opens a half-made schema fails. Cheap: held while opening only."""
+    """Make a fresh SQLite store appear whole or not at all, one process at a time.
+
+    MLflow builds its schema in many migration steps; a process killed half-way would leave a file
+    MLflow refuses ("out-of-date database schema"), and a second process opening a half-made schema
+    fails. So the schema is built in a temporary file beside the target and renamed into place
+    (atomic), under a file lock (filelock) that serialises the processes that may create it.
+    """
     path = sqlite_path(uri)
-    if path is None or not create:
+    if path is None or not create or path.exists():
         yield
         return
     from filelock import FileLock, Timeout
+    from mlflow.tracking import MlflowClient
 
-    lock = FileLock(str(path) + ".lock", timeout=60)
+    lock = FileLock(str(path) + ".lock", timeout=120)
     try:
         with lock:
+            if not path.exists():
+                for old in path.parent.glob(f".{path.name}.creating-*"):  # left by a killed creation
+                    old.unlink(missing_ok=True)
+                scratch = path.with_name(f".{path.name}.creating-{os.getpid()}")
+                MlflowClient(f"sqlite:///{scratch.resolve()}").search_experiments(max_results=1)
+                os.replace(scratch, path)
+                # Waiters find the store there once they hold the lock and skip creating it; later
+                # processes never take the lock. So it can go, leaving no clutter beside mlruns.db.
+                Path(lock.lock_file).unlink(missing_ok=True)
             yield
     except Timeout:
-        raise StoreError(f"Tracking store {uri}: another process has held {lock.lock_file} for 60 s while creating "
+        raise StoreError(f"Tracking store {uri}: another process has held {lock.lock_file} for 120 s while creating "
                          "the store. Fix: wait for it, or delete the lock file if no medtl process is running.") from None
