@@ -40,8 +40,9 @@ def _resolve_file(root: Path, flag: str | None, size: int) -> Path:
     path = root / f"{stem}.npz"
     if flag is None or not path.is_file():
         raise DataError(
-            f"MedMNIST file {path if flag else root / '<flag>.npz'} not found; pass the .npz path as --data-root "
-            "or download it with `medtl data download medmnist --root DIR`."
+            f"MedMNIST file {path if flag else root / '<flag>.npz'} not found. Fix: give the .npz file (or its folder "
+            "with option flag=<flag>) as the dataset root: `--root FILE` for medtl data; in a suite, --data-root joined "
+            "with the dataset's `path`. Or download it with `medtl data download medmnist --root DIR --option flag=<flag>`."
         )
     return path
 
