@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 SUITES_DIR = Path(__file__).parent / "suites"
+# Exit codes (README, "Errors and exit codes"): 0 ok, 1 failed cells or findings, 2 bad input
+# (suite, data, store: nothing ran), 130 SIGINT / 143 SIGTERM (cell and suite recorded KILLED).
+EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
 
 
 def _suite_path(value: str) -> Path:
@@ -43,10 +46,10 @@ def cmd_report(args) -> int:
     from benchmark.report import to_markdown, write_report
     from benchmark.runner import suite_leaderboard
     from benchmark.suite import load_suite
-    from tracking import client
+    from tracking.store import open_store
 
     suite = load_suite(_suite_path(args.suite))
-    table, cells = suite_leaderboard(suite, client(args.tracking_uri))
+    table, cells = suite_leaderboard(suite, open_store(args.tracking_uri, create=False))  # absent store: nothing to report
     out_dir = Path(args.report_dir) if args.report_dir else Path("reports") / suite.name
     write_report(table, cells, out_dir, f"medtl {suite.name}")
     print(to_markdown(table, f"Leaderboard: {suite.name}"))
@@ -88,9 +91,9 @@ def cmd_throughput(args) -> int:
 
 def cmd_migrate(args) -> int:
     from benchmark.migrate import migrate_store
-    from tracking import client
+    from tracking.store import open_store
 
-    outcome = migrate_store(client(args.tracking_uri), data_root=_data_root(args.data_root), dry_run=args.dry_run)
+    outcome = migrate_store(open_store(args.tracking_uri, create=False), data_root=_data_root(args.data_root), dry_run=args.dry_run)
     return 1 if outcome.skipped else 0
 
 
@@ -161,15 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     from backbones import BackboneError
     from benchmark.suite import SuiteError
     from tasks.data import DataError
+    from tracking.preflight import StoreError
+    from tracking.runs import Interrupted
 
     try:
         return int(args.func(args) or 0)
-    except (SuiteError, DataError, BackboneError) as exc:
+    except (SuiteError, DataError, BackboneError, StoreError) as exc:
         print(f"medtl: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("medtl: interrupted; rerun the same command to resume (finished cells are skipped).", file=sys.stderr)
-        return 130
+        return EXIT_BAD_INPUT
+    except (KeyboardInterrupt, Interrupted) as exc:
+        name = "SIGTERM" if isinstance(exc, Interrupted) and exc.exit_code == 143 else "interrupted (SIGINT)"
+        print(f"medtl: {name}; the running cell and the suite run are recorded KILLED. Rerun the same command to "
+              "resume (finished cells are skipped).", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

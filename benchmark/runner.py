@@ -16,11 +16,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmark.cell import CellContext, run_cell
+from benchmark.preflight import check_suite_data
 from benchmark.report import cell_results, leaderboard, to_markdown, write_report
 from benchmark.spec import FORMAT, RunSpec
 from benchmark.suite import Suite, load_suite
-from tracking import CellRun, client as make_client, ensure_experiment, environment_tags, finished_runs_by_hash, flatten, log_text, runs_frame, start_run, tracking_uri
-from tracking.runs import HASH_TAG
+from benchmark.signals import stop_on_signals
+from tracking import CellRun, ensure_experiment, environment_tags, finished_runs_by_hash, flatten, log_text, runs_frame, start_run, tracking_uri
+from tracking.claims import Claims
+from tracking.runs import HASH_TAG, STOPPED
+from tracking.store import open_store
 
 
 @dataclass
@@ -30,6 +34,7 @@ class SuiteOutcome:
     ran: list[RunSpec] = field(default_factory=list)
     skipped: list[RunSpec] = field(default_factory=list)
     failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+    elsewhere: list[RunSpec] = field(default_factory=list)  # claimed by another live worker (or finished meanwhile)
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)
     report_paths: list[Path] = field(default_factory=list)
     seconds: float = 0.0
@@ -73,21 +78,41 @@ def run_suite(
     accelerator: str = "auto",
     echo=print,
 ) -> SuiteOutcome:
-    """Run every cell of the suite that has no FINISHED run yet; see the module docstring."""
+    """Run every cell of the suite that has no FINISHED run yet; see the module docstring.
+
+    Before any MLflow run exists: the suite is validated (SuiteError), the store checked
+    (StoreError) and every dataset loaded and checked (DataError). SIGINT / SIGTERM raise
+    `Interrupted`: the running cell and the parent run end KILLED.
+    """
     _quiet_libraries()
     started = time.perf_counter()
     suite = load_suite(suite_path)
     uri = tracking_uri(uri)
-    client = make_client(uri)
-    experiment_id = ensure_experiment(client, experiment_name(suite))
-    finished = finished_runs_by_hash(client, experiment_id)
-    parent_id = start_run(client, experiment_id, name=f"suite {suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                          tags={"medtl.suite": suite.name, "medtl.stage": "suite", **environment_tags()})
-    outcome = SuiteOutcome(suite, parent_id)
-    ctx = CellContext(client, uri, data_root, Path(".medtl_cache"), finished, suite.throughput, accelerator, suite.num_workers,
+    client = open_store(uri)
+    ctx = CellContext(client, uri, data_root, Path(".medtl_cache"), {}, suite.throughput, accelerator, suite.num_workers,
                       suite.save_checkpoints)
+    check_suite_data(suite.cells, data_root, ctx.tasks)
+    experiment_id = ensure_experiment(client, experiment_name(suite))
+    claims = Claims(client, experiment_id)
+    with stop_on_signals():
+        try:
+            for run, reason in claims.reap_stale():
+                echo(f"Marked stale RUNNING run {run.info.run_id} ({run.info.run_name}) KILLED: {reason}.")
+            ctx.finished.update(finished_runs_by_hash(client, experiment_id))
+            parent_id = start_run(client, experiment_id, name=f"suite {suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                  tags={"medtl.suite": suite.name, "medtl.stage": "suite", **environment_tags(), **claims.tags()})
+            claims.hold(parent_id)
+            return _run_cells(suite, ctx, claims, experiment_id, parent_id, report_dir, echo, started)
+        finally:
+            claims.close()
+
+
+def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: str, parent_id: str, report_dir: Path | None,
+               echo, started: float) -> SuiteOutcome:
+    client, finished = ctx.client, ctx.finished
+    outcome = SuiteOutcome(suite, parent_id)
     echo(f"Suite {suite.name}: {len(suite.cells)} cells ({len(suite.cells) - len(suite.finetune_cells)} pretraining) "
-         f"-> MLflow {uri}, experiment {experiment_name(suite)}")
+         f"-> MLflow {ctx.tracking_uri}, experiment {experiment_name(suite)}")
     status = "FINISHED"
     try:
         with tqdm(total=len(suite.cells), desc=f"suite {suite.name}", unit="cell", position=0, dynamic_ncols=True) as bar:
@@ -97,20 +122,32 @@ def run_suite(
                     bar.update(1)
                     continue
                 bar.set_postfix_str(spec.label)
+                _await_pretraining(spec, ctx, claims)
+                run_id = claims.claim(spec.hash, name=spec.label, tags=cell_tags(spec, suite), parent_id=parent_id)
+                if run_id is None:  # FINISHED meanwhile, or another live worker holds it
+                    outcome.elsewhere.append(spec)
+                    bar.update(1)
+                    continue
                 try:
-                    with CellRun(client, experiment_id, name=spec.label, tags=cell_tags(spec, suite),
-                                 params={"spec_hash": spec.hash, **flatten(spec.to_dict())}, parent_id=parent_id) as run:
+                    with CellRun(client, experiment_id, name=spec.label, tags={}, run_id=run_id,
+                                 params={"spec_hash": spec.hash, **flatten(spec.to_dict())}) as run:
                         run_cell(spec, ctx, run)
                     finished[spec.hash] = client.get_run(run.run_id)
                     outcome.ran.append(spec)
-                except KeyboardInterrupt:
+                except STOPPED:
                     raise
                 except Exception as exc:  # noqa: BLE001 - recorded FAILED by CellRun; the suite goes on
                     outcome.failed.append((spec, f"{type(exc).__name__}: {exc}"))
                     tqdm.write(f"FAILED {spec.label} [{spec.hash}]: {type(exc).__name__}: {exc}")
+                finally:
+                    claims.release(run_id)
                 bar.update(1)
         if outcome.skipped:
             echo(f"Skipped {len(outcome.skipped)} of {len(suite.cells)} cells that already have a FINISHED run with the same spec hash.")
+        if outcome.elsewhere:
+            echo(f"Left {len(outcome.elsewhere)} cell(s) to other workers that claimed them first (their runs show in "
+                 "`medtl report` once FINISHED).")
+        finished.update(finished_runs_by_hash(client, experiment_id))  # other workers' cells count too
         outcome.leaderboard, cells = suite_leaderboard(suite, client, finished)
         out_dir = report_dir or Path("reports") / suite.name
         outcome.report_paths = write_report(outcome.leaderboard, cells, out_dir, f"medtl {suite.name}")
@@ -129,8 +166,20 @@ def run_suite(
         raise
     finally:
         outcome.seconds = time.perf_counter() - started
+        claims.release(parent_id)
         client.set_terminated(parent_id, status)
     return outcome
+
+
+def _await_pretraining(spec: RunSpec, ctx: CellContext, claims: Claims) -> None:
+    """A fine-tuning cell whose pretraining cell another worker is running waits for its weights."""
+    if not spec.weights.startswith("cell:") or spec.weights[5:] in ctx.finished:
+        return
+    ref = spec.weights[5:]
+    run = claims.wait_finished(ref, on_wait=lambda holder: tqdm.write(
+        f"waiting for pretraining cell {ref}, running in {holder.data.tags.get('medtl.claim', 'another worker')}"))
+    if run is not None:
+        ctx.finished[ref] = run
 
 
 def _log_suite_summary(client, parent_id: str, outcome: SuiteOutcome) -> None:

@@ -29,6 +29,7 @@ import yaml
 
 from benchmark.ensembles import expand_ensembles
 from benchmark.spec import RunSpec
+from benchmark.suite_schema import UniqueKeyLoader, error_message, hparam_errors, schema_errors
 
 KNOWN_KEYS = {"name", "description", "target", "folds", "seeds", "fractions", "backbones", "strategies",
               "sources", "hparams", "image_size", "throughput", "precision", "devices", "num_workers",
@@ -70,13 +71,19 @@ def load_suite(path: Path | str) -> Suite:
     if not path.is_file():
         raise SuiteError(f"Suite file {path} not found; the built-in suites are in benchmark/suites/.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise SuiteError(f"{path}: not valid YAML ({exc}).") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot be read ({exc}). Fix: a UTF-8 YAML file readable by you.") from exc
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{path}: a suite is a YAML mapping (name:, target:, sources: ...), got {type(raw).__name__}. "
+                         "Fix: start from benchmark/suites/smoke.yaml.")
     unknown = set(raw) - KNOWN_KEYS
     if unknown:
-        raise SuiteError(f"{path}: unknown keys {sorted(unknown)}. Valid keys: {', '.join(sorted(KNOWN_KEYS))}.")
-    check_names(raw, path)
+        raise SuiteError(f"{path}: unknown keys {sorted(map(str, unknown))}. Valid keys: {', '.join(sorted(KNOWN_KEYS))}. "
+                         "Fix: delete them or correct their spelling.")
+    validate(raw, path)
     try:
         cells = tuple(expand(raw, path))
     except (TypeError, ValueError) as exc:
@@ -85,6 +92,18 @@ def load_suite(path: Path | str) -> Suite:
         raise SuiteError(f"{path}: {exc}") from exc
     return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}), int(raw.get("num_workers", 0)),
                  bool(raw.get("save_checkpoints", False)))
+
+
+def validate(raw: dict, path: Path) -> None:
+    """Every value of the suite, before any cell or MLflow run exists: shape, names, hyperparameters."""
+    lines = schema_errors(raw)
+    if lines:
+        raise SuiteError(error_message(path, lines))
+    check_names(raw, path)
+    _check_hparam_names(raw, [str(s) for s in raw.get("strategies", ["full"])], path)
+    lines = hparam_errors(raw, [str(s) for s in raw.get("strategies", ["full"])])
+    if lines:
+        raise SuiteError(error_message(path, lines))
 
 
 def check_names(raw: dict, path: Path) -> None:

@@ -38,11 +38,36 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float],
         client.log_batch(run_id, metrics=items[i : i + 1000])
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the cell and the suite stop and are recorded KILLED.
+
+    A BaseException but not a KeyboardInterrupt on purpose: Lightning turns a KeyboardInterrupt
+    inside `fit` into `sys.exit(1)`, which would record the cell FAILED and exit 1; anything else
+    it re-raises unchanged after its own clean-up.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+# Ends of a cell that are the user's or the system's doing, not the cell's fault (Lightning's
+# SystemExit(1) after a KeyboardInterrupt included).
+STOPPED = (KeyboardInterrupt, Interrupted, SystemExit)
+
+
 class CellRun:
     """One MLflow run for one cell; FINISHED only if the `with` body completes.
 
     An exception marks the run FAILED with the error as a tag and the traceback as `error.txt`,
-    then propagates (the suite runner decides whether to go on). Ctrl-C marks it KILLED.
+    then propagates (the suite runner decides whether to go on). Ctrl-C, SIGTERM (`Interrupted`)
+    and SystemExit mark it KILLED. `run_id` adopts a run created earlier (a cell's claim).
     """
 
     def __init__(
@@ -54,14 +79,16 @@ class CellRun:
         tags: Mapping[str, str],
         params: Mapping[str, str],
         parent_id: str | None = None,
+        run_id: str = "",
     ) -> None:
         self.client = client
         self.experiment_id = experiment_id
         self.name, self.tags, self.params, self.parent_id = name, dict(tags), dict(params), parent_id
-        self.run_id = ""
+        self.run_id = run_id
 
     def __enter__(self) -> "CellRun":
-        self.run_id = start_run(self.client, self.experiment_id, name=self.name, tags=self.tags, parent_id=self.parent_id)
+        if not self.run_id:
+            self.run_id = start_run(self.client, self.experiment_id, name=self.name, tags=self.tags, parent_id=self.parent_id)
         log_params(self.client, self.run_id, self.params)
         return self
 
@@ -75,7 +102,7 @@ class CellRun:
         if exc is None:
             self.client.set_terminated(self.run_id, "FINISHED")
             return False
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if isinstance(exc, STOPPED) else "FAILED"
         try:
             self.client.set_tag(self.run_id, ERROR_TAG, f"{type(exc).__name__}: {exc}"[:4000])
             log_text(self.client, self.run_id, "".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")

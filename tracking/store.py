@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
@@ -18,6 +19,29 @@ def tracking_uri(uri: str | None = None) -> str:
 
 def client(uri: str | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri(uri))
+
+
+def open_store(uri: str | None = None, *, create: bool = True) -> MlflowClient:
+    """A client for a store that was checked first, so a bad store fails in seconds with the URI and the fix.
+
+    `create=False` (reports, lookups): an absent embedded store is an error, never created empty.
+    See `tracking.preflight` for what is checked.
+    """
+    from tracking.preflight import check_store, creating_store
+
+    uri = tracking_uri(uri)
+    check_store(uri, create=create)
+    with creating_store(uri, create=create):
+        mlflow_client = MlflowClient(tracking_uri=uri)
+        try:
+            mlflow_client.search_experiments(max_results=1)  # opens (and on first use creates) the store
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy, REST and OS errors all mean: unusable store
+            from tracking.preflight import StoreError
+
+            raise StoreError(f"Tracking store {uri} cannot be opened ({type(exc).__name__}: {str(exc)[:300]}). Fix: "
+                             "check the URI (MLFLOW_TRACKING_URI / --tracking-uri) and that the store is an MLflow "
+                             "store you may write to.") from exc
+    return mlflow_client
 
 
 def _is_local_store(uri: str) -> bool:
@@ -37,4 +61,11 @@ def ensure_experiment(mlflow_client: MlflowClient, name: str) -> str:
     location = None
     if _is_local_store(mlflow_client.tracking_uri):
         location = (Path.cwd() / ARTIFACT_DIR).resolve().as_uri()
-    return mlflow_client.create_experiment(name, artifact_location=location)
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # Two suites starting at once on a fresh store: the other one created it first.
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 import requests
 import urllib3
@@ -94,12 +95,23 @@ def download(
             return dest
         log.warning("%s exists but its checksum differs; downloading it again", dest)
         dest.unlink()
-    failures, last_error = 0, None
+    failures, last_error, unreachable = 0, None, 0
     while True:
         before = part.stat().st_size if part.exists() else 0
         try:
             _fetch_once(url, part, timeout=timeout, chunk=chunk)
             break
+        except _Unreachable as exc:
+            # No answer at all (offline, DNS, refused, firewalled): retrying for a minute helps nobody.
+            unreachable += 1
+            if unreachable > UNREACHABLE_RETRIES:
+                host = urlparse(url).netloc or url
+                raise DataError(
+                    f"Cannot reach {host} to download {url} ({exc}). Fix: check the network connection or proxy "
+                    f"(HTTPS_PROXY) and rerun; or fetch the file by hand into {dest} and rerun (it is then verified)."
+                ) from None
+            time.sleep(min(backoff, 1.0))
+            continue
         except _Retry as exc:
             last_error = exc
         # Only attempts that added no bytes count against `retries`: a flaky link that moves
@@ -128,6 +140,14 @@ class _Retry(Exception):
     """An attempt that may succeed if repeated (network error, transient status)."""
 
 
+class _Unreachable(_Retry):
+    """No HTTP answer at all: the host cannot be resolved or connected to."""
+
+
+UNREACHABLE_RETRIES = 1  # one more try (a blip), then the error: at most 2 x CONNECT_TIMEOUT_S + 1 s
+CONNECT_TIMEOUT_S = 10.0  # connecting is quick when the host is there; the read timeout is the caller's
+
+
 def _fetch_once(url: str, part: Path, *, timeout: float, chunk: int) -> None:
     """One HTTP request that appends to (or restarts) `part`; returns when the file is complete."""
     offset = part.stat().st_size if part.exists() else 0
@@ -136,7 +156,13 @@ def _fetch_once(url: str, part: Path, *, timeout: float, chunk: int) -> None:
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        response = requests.get(url, headers=headers, stream=True, timeout=timeout)
+        response = requests.get(url, headers=headers, stream=True, timeout=(min(CONNECT_TIMEOUT_S, timeout), timeout))
+    except requests.ConnectionError as exc:
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        if isinstance(exc, requests.ConnectTimeout) or isinstance(
+                reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)):
+            raise _Unreachable(str(reason or exc)) from exc  # DNS, refused, unroutable: nobody answered
+        raise _Retry(str(exc)) from exc
     except requests.RequestException as exc:
         raise _Retry(str(exc)) from exc
     with response:

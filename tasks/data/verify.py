@@ -24,6 +24,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
+from tasks.data.checks import task_problems
 from tasks.data.errors import DataError, ImageReadError, UnknownDatasetError
 from tasks.data.images import ArrayStore, FileStore, read_image
 from tasks.data.index import Task
@@ -98,6 +99,8 @@ def verify(name: str, root: Path | str | None, *, workers: int | None = None, pr
         report.problems.append(Finding(str(root), str(exc), ""))
         return report
     report.name = task.meta.name
+    for problem, fix in task_problems(task):
+        report.problems.append(Finding(str(root), problem, fix))
     report.counts = _class_counts(task)
     if task.has_official_split:
         report.split_counts = {str(s): int(n) for s, n in task.index["split"].value_counts(sort=False).items()}

@@ -38,7 +38,8 @@ def locate_release(
     `expect` describes the layout for the error message, e.g. "<class>/*.jpg".
     """
     if root is None or not Path(root).is_dir():
-        raise DataError(f"{name}: dataset root {root} is not a folder; pass --data-root pointing at the extracted release.")
+        raise DataError(f"{name}: dataset root {root} is not a folder. Fix: pass the extracted release folder (`medtl data ... --root FOLDER`; in a "
+                        "suite, --data-root joined with the dataset's `path` must be that folder).")
     root = Path(root)
     folder_names = tuple(folder_names)
     for candidate in (root, *(root / n for n in folder_names)):
@@ -51,7 +52,7 @@ def locate_release(
     found = ", ".join(p.name for p in subfolders(root)[:8]) or "no folders"
     raise DataError(
         f"{name}: cannot find the release under {root} (it holds: {found}). Expected {root}/{expect}{hint}{expect}; "
-        "pass --data-root pointing at the extracted folder."
+        "Fix: pass the extracted folder (`--root` for medtl data; in a suite, --data-root joined with the dataset's `path`)."
     )
 
 

@@ -103,6 +103,16 @@ def csv_table(root: Path | None, *, csv: str | None = None, classes=None) -> Tas
     bad_split = [(line, s) for line, s in zip(lines, splits) if s not in SPLITS]
     if bad_split:
         raise _offending(path, bad_split, "have a split other than train, val, test or empty", "use one of those")
+    if (splits != "").any() and (splits == "").any():
+        # With `folds: official` the rows without a split would silently be in no part at all.
+        unsplit = [(line, p) for line, p, s in zip(lines, frame["path"], splits) if s == ""]
+        raise _offending(path, unsplit, "have an empty 'split' while other rows have one",
+                         "give every row train, val or test, or delete the 'split' column to use k-fold splits")
+    repeated = frame["path"].duplicated(keep="first")
+    if repeated.any():
+        dupes = [(line, p) for line, p, r in zip(lines, frame["path"], repeated) if r]
+        raise _offending(path, dupes, "repeat a path listed on an earlier line (it would count twice)",
+                         "list each image once; for several labels use a 'labels' column separated by ';'")
     wanted = _parse_classes(classes)
     if wanted is not None:
         unknown = [(line, f"{p} -> {l!r}") for line, p, ls in zip(lines, frame["path"], per_row) for l in ls if l not in wanted]

@@ -23,10 +23,21 @@ SPLIT_NAMES = ("train", "val", "test")
 def scan_class_folders(root: Path, *, name: str) -> Task:
     """Index `root` laid out as class folders (see the module docstring)."""
     if root is None or not Path(root).is_dir():
-        raise DataError(f"{name}: dataset root {root} is not a folder; pass --data-root pointing at the class folders.")
+        raise DataError(f"{name}: dataset root {root} is not a folder. Fix: pass the folder that holds the class folders (`medtl data ... --root FOLDER`; in a suite, "
+                        "--data-root joined with the dataset's `path` must be that folder).")
     root = Path(root)
     top = subfolders(root)
     split_layout = bool(top) and all(p.name in SPLIT_NAMES for p in top)
+    named_splits = [p.name for p in top if p.name in SPLIT_NAMES]
+    if named_splits and not split_layout:
+        # `train/ test/ extra/` is neither layout: read as class folders, `train` and `test` would
+        # become classes and the real classes would vanish into them.
+        others = [p.name for p in top if p.name not in SPLIT_NAMES]
+        raise DataError(
+            f"{name}: {root} mixes split folders ({', '.join(named_splits)}) with other folders ({', '.join(others[:8])}); "
+            f"it is neither {root}/<class>/* nor {root}/{{train,val,test}}/<class>/*. Fix: move "
+            f"{', '.join(others[:8])} out of {root} (or into the split folders as classes)."
+        )
     split_roots = [(p.name, p) for p in top] if split_layout else [("", root)]
     class_names = sorted({c.name for _, folder in split_roots for c in subfolders(folder)})
     if not class_names:

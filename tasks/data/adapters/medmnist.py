@@ -40,10 +40,26 @@ def _resolve_file(root: Path, flag: str | None, size: int) -> Path:
     path = root / f"{stem}.npz"
     if flag is None or not path.is_file():
         raise DataError(
-            f"MedMNIST file {path if flag else root / '<flag>.npz'} not found; pass the .npz path as --data-root "
-            "or download it with `medtl data download medmnist --root DIR`."
+            f"MedMNIST file {path if flag else root / '<flag>.npz'} not found. Fix: give the .npz file (or its folder "
+            "with option flag=<flag>) as the dataset root: `--root FILE` for medtl data; in a suite, --data-root joined "
+            "with the dataset's `path`. Or download it with `medtl data download medmnist --root DIR --option flag=<flag>`."
         )
     return path
+
+
+def _check_arrays(path: Path, data, splits: list[str]) -> None:
+    """Every `<split>_images` has a `<split>_labels` of the same length, or the labels would shift."""
+    fix = "re-download it (medtl data download medmnist --root DIR --option flag=<flag>)"
+    for split in splits:
+        if f"{split}_labels" not in data.files:
+            raise DataError(f"{path}: has '{split}_images' but no '{split}_labels' array (found {data.files}). Fix: {fix}.")
+        try:
+            n_images, n_labels = len(data[f"{split}_images"]), len(data[f"{split}_labels"])
+        except Exception as exc:  # noqa: BLE001 - a truncated member raises zipfile/ValueError/EOFError
+            raise DataError(f"{path}: array '{split}_*' cannot be read ({exc}). Fix: {fix}.") from exc
+        if n_images != n_labels:
+            raise DataError(f"{path}: '{split}_images' holds {n_images} images but '{split}_labels' {n_labels} labels; "
+                            f"the labels would not match the images. Fix: {fix}.")
 
 
 def _sources() -> dict[str, Source]:
@@ -121,6 +137,7 @@ def medmnist(root: Path | None, *, flag: str | None = None, size: int = 28) -> T
     splits = [s for s in ("train", "val", "test") if f"{s}_images" in data.files]
     if not splits:
         raise DataError(f"{path}: no '<split>_images' arrays (found {data.files}); is this a MedMNIST file?")
+    _check_arrays(path, data, splits)
     images = np.concatenate([data[f"{s}_images"] for s in splits])
     labels = np.concatenate([data[f"{s}_labels"] for s in splits])
     split_col = np.concatenate([[s] * len(data[f"{s}_images"]) for s in splits])

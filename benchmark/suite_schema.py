@@ -1,0 +1,237 @@
+"""The suite YAML's schema: every value checked (type, range, duplicates, paths) before any cell runs.
+
+    medtl benchmark my-suite.yaml      # a bad value stops here: file, key path, fix; exit 2, no MLflow run
+
+pydantic checks the shape (types, ranges, unknown keys, duplicated axis values, `weights` and
+`pretrain` both given, a suite name that is a safe file name); hyperparameter values are checked by
+the one hyperparameter table (`tasks.training.hparams.HParam.check`), so their ranges live in one
+place. `UniqueKeyLoader` refuses a key written twice in one YAML mapping (PyYAML keeps the last one
+silently). The model only validates: `benchmark.suite` expands the raw mapping as before, so cell
+identities do not depend on this module.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# A suite name becomes the MLflow experiment `medtl-<name>` and the folder `reports/<name>`: no
+# separators, no leading dot, so it can never point outside the working directory.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+SHOWN = 10  # errors listed in one message
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with a key written twice (PyYAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *anchor` merges are resolved by SafeLoader itself
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: SafeLoader reports it below
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        f"while reading a mapping (line {first.line + 1})", first,
+                        f"key {key!r} is written twice (lines {first.line + 1} and {key_node.start_mark.line + 1}); "
+                        "YAML would keep only the last. Fix: delete one of them", key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _precisions() -> tuple:
+    from lightning.fabric.connector import _PRECISION_INPUT
+
+    def flat(tp) -> list:
+        args = typing.get_args(tp)
+        return [v for a in args for v in flat(a)] if args and typing.get_origin(tp) is not Literal else list(args)
+
+    return tuple(dict.fromkeys(str(v) for v in flat(_PRECISION_INPUT)))
+
+
+def _unique(values: list, what: str) -> list:
+    seen, repeated = set(), []
+    for v in values:
+        key = repr(v)
+        if key in seen:
+            repeated.append(v)
+        seen.add(key)
+    if repeated:
+        raise ValueError(f"{what} {', '.join(map(repr, repeated))} given more than once; each value counts once "
+                         "(a repeat would count its cells twice in n and the std)")
+    return values
+
+
+class _Strict(BaseModel):
+    # strict: "10" is not 10 and true is not 1; forbid: a misspelt key is an error, not a no-op.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+Folds = Annotated[int, Field(ge=2)] | Literal["official"]
+
+
+class Target(_Strict):
+    dataset: str  # a registered dataset name (checked against the registry afterwards)
+    path: str = ""  # under --data-root; "" for generated data
+    options: dict[str, Any] | None = None  # adapter options (checked against the adapter afterwards)
+
+
+class Pretrain(_Strict):
+    dataset: str
+    path: str = ""
+    options: dict[str, Any] | None = None
+    weights: str = "scratch"  # where pretraining starts: imagenet gives double transfer
+    folds: Folds = 5  # the held-out part: fold 0 of k, or the official test split
+    hparams: dict[str, Any] | None = None  # values checked by the hyperparameter table
+
+
+class Source(_Strict):
+    weights: str | None = None
+    pretrain: Pretrain | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Source":
+        if self.weights is not None and self.pretrain is not None:
+            raise ValueError("both 'weights' and 'pretrain' are given; a source is one or the other")
+        if self.weights is None and self.pretrain is None:
+            raise ValueError("neither 'weights' nor 'pretrain' is given")
+        return self
+
+
+class Throughput(_Strict):
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    warmup: Annotated[int, Field(ge=0)] = 2
+    batches: Annotated[int, Field(ge=1)] = 5
+
+
+class SuiteModel(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str | None = None
+    target: Target
+    folds: Folds = 3
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    fractions: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=1)] = [1.0]
+    backbones: Annotated[list[str], Field(min_length=1)]
+    strategies: Annotated[list[str], Field(min_length=1)] = ["full"]
+    sources: Annotated[dict[str, Source], Field(min_length=1)]
+    hparams: dict[str, Any] | None = None
+    image_size: Annotated[int, Field(ge=1)] | Literal["native"] = 224
+    throughput: Throughput | None = None
+    precision: str = "32-true"
+    devices: Annotated[int, Field(ge=1)] = 1
+    num_workers: Annotated[int, Field(ge=0)] = 0
+    save_checkpoints: bool = False
+
+    @field_validator("seeds", "fractions", "backbones", "strategies")
+    @classmethod
+    def _no_repeats(cls, values: list, info) -> list:
+        return _unique(values, info.field_name[:-1] if info.field_name != "fractions" else "fraction")
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, value: str) -> str:
+        valid = _precisions()
+        if value not in valid:
+            raise ValueError(f"precision {value!r} is not one Lightning knows ({', '.join(valid)})")
+        return value
+
+
+# The fix for a bad value, by the nearest named key of its path.
+FIXES = {
+    "name": "use letters, digits, '.', '_' and '-' only (it names the report folder and the MLflow experiment), "
+            "e.g. name: my-suite",
+    "folds": "write an integer >= 2 (k-fold) or 'official' (the dataset's own split)",
+    "seeds": "write a list of distinct integers >= 0, e.g. seeds: [0, 1, 2]",
+    "fractions": "write a list of distinct label fractions in (0, 1], e.g. fractions: [0.25, 1.0]",
+    "backbones": "write a list of distinct backbone names (medtl list), e.g. backbones: [smallcnn, resnet18]",
+    "strategies": "write a list of distinct strategy names (medtl list), e.g. strategies: [full, linear]",
+    "sources": "give each source either `weights: scratch|imagenet|file:<path>|run:<id>` or "
+               "`pretrain: {dataset: ...}`, not both",
+    "image_size": "write a whole number of pixels or 'native'",
+    "throughput": "use batch_size >= 1, warmup >= 0, batches >= 1",
+    "precision": "use one of Lightning's precisions, e.g. 32-true or bf16-mixed",
+    "devices": "write an integer >= 1",
+    "num_workers": "write an integer >= 0 (DataLoader worker processes)",
+    "save_checkpoints": "write true or false",
+    "target": "give target: {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}}",
+    "pretrain": "give pretrain: {dataset: NAME, path: ..., options: {...}, weights: ..., folds: ..., hparams: {...}}",
+    "hparams": "write a mapping of hyperparameter names to values (tasks/training/hparams.py)",
+}
+TOP_KEYS = tuple(SuiteModel.model_fields)
+
+
+def _fix(loc: tuple, kind: str) -> str:
+    if kind == "extra_forbidden":
+        return "delete the key or correct its spelling"
+    if kind == "missing":
+        return f"add '{loc[-1]}'"
+    for part in reversed(loc):
+        if isinstance(part, str) and part in FIXES:
+            return FIXES[part]
+    return "see the schema in benchmark/suite.py"
+
+
+def _where(loc: tuple) -> str:
+    # pydantic adds the branch of a union it tried ("int", "literal['official']"); the user wrote neither.
+    parts = [p for p in loc if not (isinstance(p, str) and (p.startswith(("literal[", "constrained-")) or p in ("int", "str")))]
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in parts).replace(".[", "[") or "(top level)"
+
+
+def schema_errors(raw: dict) -> list[str]:
+    """One line per bad value of the suite mapping: `key.path: what (got value). Fix: how`."""
+    try:
+        SuiteModel.model_validate(raw)
+        return []
+    except ValidationError as exc:
+        lines, seen = [], set()
+        for err in exc.errors(include_url=False):
+            where = _where(err["loc"])
+            if where in seen:  # one line per key, not one per union branch tried
+                continue
+            seen.add(where)
+            msg = err["msg"].removeprefix("Value error, ")
+            got = "" if err["type"] in ("missing",) else f" (got {err['input']!r})"
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{where}: {msg}{got}. Fix: {_fix(tuple(err['loc']), err['type'])}.")
+        return lines
+
+
+def hparam_errors(raw: dict, strategies: list[str]) -> list[str]:
+    """Hyperparameter values checked against the table (names no strategy reads are refused elsewhere)."""
+    from tasks.training import get_strategy
+
+    table: dict = {}
+    for name in {*strategies, "full"}:
+        table.update(get_strategy(name).table)
+    blocks = [("hparams", raw.get("hparams"))] + [
+        (f"sources.{s}.pretrain.hparams", (d.get("pretrain") or {}).get("hparams"))
+        for s, d in (raw.get("sources") or {}).items() if isinstance(d, dict) and isinstance(d.get("pretrain"), dict)]
+    lines = []
+    for where, block in blocks:
+        for name, value in (block or {}).items():
+            if name in table:
+                try:
+                    table[name].check(name, value)
+                except ValueError as exc:
+                    entry = table[name]
+                    valid = (f"one of {', '.join(map(str, entry.choices))}" if entry.choices else
+                             f"a value of type {entry.type.__name__}" + (f" >= {entry.low}" if entry.low is not None else "")
+                             + (f" and <= {entry.high}" if entry.high is not None else ""))
+                    lines.append(f"{where}.{name}: {exc}. Fix: set it to {valid} (default {entry.default!r}).")
+    return lines
+
+
+def error_message(path: Path, lines: list[str]) -> str:
+    shown = "\n  ".join(lines[:SHOWN])
+    more = f"\n  ... and {len(lines) - SHOWN} more" if len(lines) > SHOWN else ""
+    return f"{path}: {len(lines)} invalid value(s); no cell was run:\n  {shown}{more}"
