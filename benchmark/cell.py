@@ -22,7 +22,7 @@ from backbones import create_backbone
 from benchmark.ensembles import run_ensemble
 from benchmark.spec import RunSpec
 from benchmark.throughput import measure_fps
-from benchmark.weights import MlflowWeights
+from benchmark.weights import MlflowWeights, provenance
 from pretrain import pretrain_backbone
 from tasks.data import Task, load_task
 from tasks.training import TrainResult, get_strategy, train_and_test
@@ -80,6 +80,7 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
     torch.manual_seed(spec.seed)
     backbone = create_backbone(spec.backbone, spec.weights, resolve=resolver.resolve)
     log_json(ctx.client, run.run_id, spec.to_dict(), "spec.json")
+    ctx.client.log_param(run.run_id, "provenance", provenance(spec.weights, ctx.finished))
     options = dict(
         logger=CellLogger(run.run_id, ctx.tracking_uri),
         accelerator=ctx.accelerator,

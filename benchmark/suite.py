@@ -128,10 +128,28 @@ def check_names(raw: dict, path: Path) -> None:
         for source, definition in sources.items():
             definition = definition if isinstance(definition, dict) else {}
             weights = definition.get("weights") or (definition.get("pretrain") or {}).get("weights") or "scratch"
+            if str(weights).startswith(CHAIN):  # another source's pretraining cell: checked when expanded
+                continue
             try:
                 check_weights(str(name), str(weights))
             except BackboneError as exc:
                 raise SuiteError(f"{path}: sources.{source}: {exc}") from exc
+
+
+CHAIN = "source:"  # a pretraining block's `weights: source:<name>` starts from that source's pretraining cell
+
+
+def _start_weights(weights: str, source: str, earlier: dict[str, str], path: Path) -> str:
+    """Where a pretraining cell starts: its `weights`, with `source:<name>` (double transfer: the
+    cells chain, the second naming the first) resolved to that source's cell for this backbone."""
+    if not weights.startswith(CHAIN):
+        return weights
+    ref = weights[len(CHAIN):]
+    if not earlier.get(ref, "").startswith("cell:"):
+        raise SuiteError(f"{path}: sources.{source}.pretrain.weights: {weights!r} names no pretraining source listed "
+                         f"before {source!r} (pretraining sources so far: {', '.join(k for k, v in earlier.items() if v.startswith('cell:')) or 'none'}); "
+                         f"list {ref!r} first, with a `pretrain:` block.")
+    return earlier[ref]
 
 
 def _folds(value: Any, key: str, path: Path) -> tuple[list[int], int]:
@@ -221,7 +239,7 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
                     folds=pre_k,
                     seed=int(seeds[0]),
                     backbone=backbone,
-                    weights=str(pre.get("weights", "scratch")),
+                    weights=_start_weights(str(pre.get("weights", "scratch")), source, source_weights, path),
                     source=source,
                     strategy="full",
                     hparams=get_strategy("full").resolve(raw.get("hparams"), pre.get("hparams")),

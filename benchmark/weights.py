@@ -58,3 +58,21 @@ class MlflowWeights:
                     f"MLflow run {run_id} has no artifact {ARTIFACT} ({exc}); only pretraining runs export one."
                 ) from exc
         return WeightSource("file", str(path.resolve()))
+
+
+def provenance(weights: str, finished: dict) -> str:
+    """The chain of pretraining a cell's weights went through, oldest first: `imagenet > in1k-med:lapgyn4`.
+
+    Each `cell:` link is a FINISHED pretraining run whose own params name where it started, so
+    double transfer (ImageNet -> medical source -> target) reads as three links.
+    """
+    links: list[str] = []
+    seen: set[str] = set()
+    while weights.startswith("cell:") and weights not in seen:
+        seen.add(weights)
+        run = finished.get(weights[len("cell:"):])
+        if run is None:
+            break
+        links.append(f"{run.data.params.get('source', '?')}:{run.data.params.get('task', '?')}")
+        weights = run.data.params.get("weights", "?")
+    return " > ".join([weights, *reversed(links)])
