@@ -258,7 +258,7 @@ def chance_scores(train_targets, test_targets, num_classes: int, seed: int = 0) 
         probs = np.zeros((len(test_y), num_classes))
         probs[:, dummy.classes_] = dummy.predict_proba(np.zeros((len(test_y), 1)))
         metrics = classification_metrics(meta)
-        metrics.update(torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(test_y))
+        metrics.update(torch.tensor(probs, dtype=torch.float32), torch.tensor(test_y))
         out[strategy] = {k: float(v) for k, v in metrics.compute().items()}
     return out
 
