@@ -46,13 +46,19 @@ def cmd_report(args) -> int:
     from benchmark.results import ReportError, is_run_id, load_results
     from benchmark.runner import experiment_name
     from benchmark.suite import load_suite
-    from tracking import client
+    from tracking import client, ensure_experiment
 
     store = client(args.tracking_uri)
     suite = None if is_run_id(args.suite) else load_suite(_suite_path(args.suite))
     if args.ui_link:
-        experiment = store.get_experiment_by_name(experiment_name(suite)) if suite else None
-        experiment_id = experiment.experiment_id if experiment else store.get_run(args.suite).info.experiment_id
+        if suite is not None:
+            experiment = store.get_experiment_by_name(experiment_name(suite))
+            if experiment is None:
+                print(f"medtl: no runs of suite {suite.name} in {store.tracking_uri} yet; open {args.ui_link}", file=sys.stderr)
+                return 1
+            experiment_id = ensure_experiment(store, experiment.name)  # tags a store made before the UI's experiment kind
+        else:
+            experiment_id = store.get_run(args.suite).info.experiment_id
         print(f"{args.ui_link.rstrip('/')}/#/experiments/{experiment_id}/runs")
         return 0
     try:
