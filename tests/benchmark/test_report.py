@@ -155,3 +155,25 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     # A rendered page: not blank, with dark text and the leaderboard figure's colours.
     histogram = image.histogram()
     assert sum(histogram[:80]) > 2000 and sum(histogram[250:]) > 0.3 * sum(histogram)
+
+
+def test_flops_per_image_counts_a_convolution_by_hand():
+    from torch import nn
+
+    from benchmark.cost import flops_per_image, model_cost
+
+    # Conv 3 -> 8 channels, 3x3, same padding, 16 x 16 output: 2 FLOPs per multiply-add
+    # x (3 * 3 * 3) multiply-adds per output value x 8 * 16 * 16 values = 110,592; then a linear 8 -> 2.
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2, bias=False))
+    assert flops_per_image(net, 16) == 2 * 27 * 8 * 16 * 16 + 2 * 8 * 2
+    assert model_cost(net, 16) == {"cost/params": float(3 * 8 * 9 + 16), "cost/flops_per_image": float(110592 + 32)}
+
+
+def test_pareto_front_keeps_only_undominated_rows():
+    import numpy as np
+
+    from benchmark.plots import pareto_front
+
+    cost = np.array([1.0, 2.0, 2.0, 3.0, 4.0])
+    quality = np.array([0.5, 0.4, 0.7, 0.6, 0.9])
+    assert pareto_front(cost, quality).tolist() == [0, 2, 4]  # (2, .4) and (3, .6) are dominated by (2, .7)
