@@ -37,7 +37,7 @@ def to_markdown(title: str, sections: list[Section]) -> str:
         for caption, table in section.tables:
             if caption:
                 parts.append(f"**{caption}**\n")
-            parts.append((_fmt(table).to_markdown(index=False) if len(table) else "(none)") + "\n")
+            parts.append((_fmt(table).to_markdown(index=False, disable_numparse=True) if len(table) else "(none)") + "\n")
         for caption, path in section.images:
             parts.append(f"![{caption}]({path.name})\n")
     return "\n".join(parts)

@@ -166,7 +166,7 @@ def protocol_text(results: SuiteResults) -> list[str]:
         f"Model selection: the tested epoch was picked on the validation rows only, by `hparams.select` = {select} "
         "(last: the final epoch, no selection).",
         f"Tuning: {tuning} (hyperparameters are the suite's fixed values unless a run says otherwise).",
-        f"Paired tests: the primary test is the {primary_test(cells)}; Holm's correction runs over all comparisons of a "
+        f"Paired tests: the primary test (the one behind the verdicts): {primary_test(cells)}; Holm's correction runs over all comparisons of a "
         f"family (sources, strategies) for each test; alpha = {st.ALPHA}. {len(cells)} finished cells, {len(results.missing)} missing.",
     ]
 
