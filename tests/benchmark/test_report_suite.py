@@ -14,7 +14,9 @@ import pytest
 from benchmark.runner import run_suite
 from tests.benchmark.suites import write_suite
 
-pytestmark = pytest.mark.slow
+# 1 pretraining + 15 fine-tuning cells: about 3 minutes on a quiet 2-core CPU, but a machine shared
+# with other training jobs has taken 10; the default 600 s timeout is for single tests, not a suite.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")
