@@ -31,7 +31,9 @@ report:  ## leaderboard of what has finished so far
 perf:  ## inference FPS of the paper backbones at 224 px, file named by its conditions
 	$(BIN)/medtl throughput --backbones smallcnn,alexnet,resnet18,resnet50,densenet169,vgg16,inception_v3 --image-size 224 --batch-size 16
 
-ui:  ## browse runs: http://127.0.0.1:$(MLFLOW_PORT)
+ui:  ## browse runs: prints the link to the suite's runs table (cells nested under their suite run), then serves the UI
+	@$(BIN)/medtl report $(SUITE) --ui-link http://127.0.0.1:$(MLFLOW_PORT) | sed 's/^/Runs of $(notdir $(SUITE)): /' || true
+	@echo "The suite's report: its parent run's artifacts, folder report/ (report.html)."
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --default-artifact-root ./mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 lint-imports:

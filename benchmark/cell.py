@@ -19,6 +19,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from backbones import create_backbone
+from benchmark.cost import model_cost
 from benchmark.ensembles import run_ensemble
 from benchmark.spec import RunSpec
 from benchmark.throughput import measure_fps
@@ -135,4 +136,5 @@ def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellCon
         "data/train_rows": float(len(fold.train)),
         "data/val_rows": float(len(fold.val)),
         "data/test_rows": float(len(fold.test)),
+        **model_cost(module, spec.image_size),
     }

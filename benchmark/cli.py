@@ -1,7 +1,8 @@
 """The `medtl` command.
 
     medtl benchmark benchmark/suites/smoke.yaml     # run a suite (resumes: finished cells are skipped)
-    medtl report benchmark/suites/smoke.yaml        # leaderboard of what has finished so far
+    medtl report benchmark/suites/smoke.yaml        # the report (tests, plots, report.html) of what has finished so far
+    medtl report PARENT_RUN_ID --out DIR            # the same from a suite's parent run, without the suite file
     medtl list                                      # backbones, datasets, strategies, built-in suites
     medtl migrate                                   # re-tag an older store's finished cells (after an upgrade)
     medtl throughput --backbones resnet18,vgg16     # inference FPS per backbone (make perf)
@@ -43,17 +44,43 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from benchmark.report import to_markdown, write_report
-    from benchmark.runner import suite_leaderboard
+    """medtl report SUITE|PARENT_RUN_ID [--out DIR]: the full report from MLflow alone (see benchmark/report.py)."""
+    from benchmark.report import build_report, to_markdown
+    from benchmark.results import ReportError, is_run_id, load_results
+    from benchmark.runner import experiment_name
     from benchmark.suite import load_suite
+    from tracking import ensure_experiment
     from tracking.store import open_store
 
-    suite = load_suite(_suite_path(args.suite))
-    table, cells = suite_leaderboard(suite, open_store(args.tracking_uri, create=False))  # absent store: nothing to report
-    out_dir = Path(args.report_dir) if args.report_dir else Path("reports") / suite.name
-    write_report(table, cells, out_dir, f"medtl {suite.name}")
-    print(to_markdown(table, f"Leaderboard: {suite.name}"))
-    print(f"{len(cells)} of {len(suite.finetune_cells)} fine-tuning cells finished; report in {out_dir}/.")
+    store = open_store(args.tracking_uri, create=False)  # an absent store: nothing to report, nothing created
+    suite = None if is_run_id(args.suite) else load_suite(_suite_path(args.suite))
+    if args.ui_link:
+        if suite is not None:
+            experiment = store.get_experiment_by_name(experiment_name(suite))
+            if experiment is None:
+                print(f"medtl: no runs of suite {suite.name} in {store.tracking_uri} yet; open {args.ui_link}", file=sys.stderr)
+                return 1
+            experiment_id = ensure_experiment(store, experiment.name)  # tags a store made before the UI's experiment kind
+        else:
+            experiment_id = store.get_run(args.suite).info.experiment_id
+        print(f"{args.ui_link.rstrip('/')}/#/experiments/{experiment_id}/runs")
+        return 0
+    try:
+        results = load_results(store, suite=suite, parent_run_id=None if suite else args.suite)
+    except ReportError as exc:
+        print(f"medtl: error: {exc}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.report_dir) if args.report_dir else Path("reports") / results.name
+    report = build_report(results, out_dir)
+    print(to_markdown(report.leaderboard, f"Leaderboard: {results.name}"))
+    for line in report.winners.itertuples() if len(report.winners) else ():
+        print(f"{line.question} ({line.within}): {line.best} by {line.margin_mcc:+.3f} MCC over {line.runner_up}, "
+              f"Holm p = {line.p_holm:.3g}: {line.verdict}")
+    expected = len(suite.finetune_cells) if suite else len(results.cells) + len(results.missing)
+    print(f"{len(results.cells)} of {expected} fine-tuning cells finished; report in {out_dir}/ (report.html, report.md).")
+    for row in results.missing.itertuples():
+        print(f"  missing: {row.source}/{row.backbone}/{row.strategy} fraction {row.fraction:g} fold {row.fold} seed {row.seed}: "
+              f"{row.status}: {row.error}")
     return 0
 
 
@@ -126,10 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
     bench.set_defaults(func=cmd_benchmark)
 
-    report = sub.add_parser("report", help="print and write the leaderboard of a suite from MLflow")
-    report.add_argument("suite")
+    report = sub.add_parser("report", help="rebuild a suite's report (leaderboard, tests, plots, report.html) from MLflow")
+    report.add_argument("suite", help="suite YAML or built-in name, or the suite's parent run id (no suite file needed)")
     report.add_argument("--tracking-uri")
-    report.add_argument("--report-dir")
+    report.add_argument("--out", "--report-dir", dest="report_dir", help="output folder (default reports/<suite>)")
+    report.add_argument("--ui-link", metavar="BASE_URL", help="only print the MLflow UI link to the suite's runs table")
     report.set_defaults(func=cmd_report)
 
     perf = sub.add_parser("throughput", help="inference FPS per backbone, with its conditions (make perf)")

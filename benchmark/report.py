@@ -1,84 +1,381 @@
-"""The leaderboard: one row per (source, backbone, strategy), Medico-table metrics as mean ± std.
+"""The suite report: leaderboard with CIs and chance floors, paired tests, ranks, per-class results, curves, cost.
 
-    medtl report benchmark/suites/smoke.yaml
+    medtl report benchmark/suites/smoke.yaml [--out DIR]    # or: medtl report PARENT_RUN_ID
+    medtl benchmark benchmark/suites/smoke.yaml             # writes the same report at the end
+
+Everything is rebuilt from MLflow (benchmark.results): metrics, params and the cells' artifacts
+`test/predictions.csv` and `test/confusion_matrix.csv`. Writes report.md, a self-contained
+report.html, leaderboard.csv, cells.csv, missing.csv, comparisons.csv, per_class.csv and PNGs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tasks.training.metrics import LEADERBOARD_METRICS
+from benchmark import plots
+from benchmark import statistics as st
+from benchmark.comparisons import NO_DIFFERENCE, comparisons, primary_test, row_label, winners
+from benchmark.render import Section, to_html
+from benchmark.render import to_markdown as sections_to_markdown
+from benchmark.results import METRICS, ROW_KEYS, SuiteResults
 
-ROW_KEYS = ("source", "backbone", "strategy")
-COLUMN_NAMES = {"mcc": "MCC", "f1": "F1", "rec": "REC", "prec": "PREC", "spec": "SPEC", "acc": "ACC", "auc": "AUC"}
+COLUMN_NAMES = {"mcc": "MCC", "f1": "F1", "rec": "REC", "prec": "PREC", "spec": "SPEC", "acc": "ACC", "auc": "AUC", "acc_micro": "ACC micro"}
 
+
+# -- the leaderboard (also used by the runner's quick table) ---------------------------------------
 
 def cell_results(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished fine-tuning runs as one row per cell: keys, fold, seed, metrics."""
+    """Finished fine-tuning runs (a `runs_frame`) as one row per cell: keys, fold, seed, metrics."""
     if runs.empty:
         return pd.DataFrame()
-    frame = pd.DataFrame(
-        {
-            "source": runs["params.source"],
-            "backbone": runs["params.backbone"],
-            "strategy": runs["params.strategy"],
-            "fraction": runs["params.fraction"].astype(float),
-            "fold": runs["params.fold"].astype(int),
-            "seed": runs["params.seed"].astype(int),
-            "run_id": runs["run_id"],
-        }
-    )
-    for metric in (*LEADERBOARD_METRICS, "fps"):
+    frame = pd.DataFrame({
+        "source": runs["params.source"], "backbone": runs["params.backbone"], "strategy": runs["params.strategy"],
+        "fraction": runs["params.fraction"].astype(float), "fold": runs["params.fold"].astype(int),
+        "seed": runs["params.seed"].astype(int), "run_id": runs["run_id"],
+    })
+    for metric in (*METRICS, "fps"):
         column = f"metrics.test/{metric}"
         frame[metric] = runs[column].astype(float) if column in runs else np.nan
     return frame
 
 
 def leaderboard(cells: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate cells over folds and seeds; sorted by mean MCC, best first."""
+    """One row per (source, backbone, strategy[, fraction]): n, mean / std / 95 % CI per metric; best MCC first."""
     if cells.empty:
         return pd.DataFrame()
-    keys = list(ROW_KEYS) + (["fraction"] if cells["fraction"].nunique() > 1 else [])
+    keys = list(ROW_KEYS)
     grouped = cells.groupby(keys, sort=False)
-    table = grouped.size().rename("n").to_frame()
-    for metric in LEADERBOARD_METRICS:
-        table[f"{metric}_mean"] = grouped[metric].mean()
-        # ddof=1: the spread of folds x seeds as a sample; a single cell has no spread (NaN).
-        table[f"{metric}_std"] = grouped[metric].std(ddof=1)
-    table["fps_mean"] = grouped["fps"].mean()
-    return table.sort_values("mcc_mean", ascending=False).reset_index()
+    rows = []
+    for key, group in grouped:
+        row = dict(zip(keys, key), n=len(group))
+        for metric in METRICS:
+            s = st.mean_ci(group[metric]) if metric in group else st.mean_ci([])
+            row.update({f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_low": s.low, f"{metric}_high": s.high})
+        for extra in ("fps", "fit_seconds", "params", "flops_per_image"):
+            row[f"{extra}_mean"] = group[extra].mean() if extra in group else np.nan
+        if {"train_rows", "epochs_trained", "fit_seconds"} <= set(group):
+            row["train_ips_mean"] = (group["train_rows"] * group["epochs_trained"] / group["fit_seconds"]).mean()
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values("mcc_mean", ascending=False, kind="stable").reset_index(drop=True)
+    if table["fraction"].nunique() == 1:
+        table = table.drop(columns="fraction")  # one fraction: the column says nothing
+    return table
+
+
+def _cell_text(mean, std, low, high) -> str:
+    if pd.isna(mean):
+        return "n/a"
+    text = f"{mean:.3f}"
+    if pd.notna(std):
+        text += f" ± {std:.3f}"
+    if pd.notna(low):
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
 
 
 def format_leaderboard(table: pd.DataFrame) -> pd.DataFrame:
-    """Human columns: `MCC` as '0.812 ± 0.034', FPS rounded."""
+    """Human columns: `MCC` as '0.812 ± 0.034 [0.770, 0.854]' (mean ± std [95 % CI])."""
     if table.empty:
         return table
-    keys = [c for c in (*ROW_KEYS, "fraction") if c in table]
+    keys = [c for c in (*ROW_KEYS,) if c in table]
     out = table[keys].copy()
-    for metric in LEADERBOARD_METRICS:
-        mean, std = table[f"{metric}_mean"], table[f"{metric}_std"].fillna(0.0)
-        out[COLUMN_NAMES[metric]] = [f"{m:.3f} ± {s:.3f}" if pd.notna(m) else "n/a" for m, s in zip(mean, std)]
-    out["FPS"] = table["fps_mean"].round(0).astype("Int64")
+    for metric in METRICS:
+        if f"{metric}_mean" in table:
+            out[COLUMN_NAMES[metric]] = [_cell_text(*v) for v in table[[f"{metric}_{s}" for s in ("mean", "std", "low", "high")]].itertuples(index=False)]
+    if "fraction" in out and out["fraction"].nunique() <= 1:
+        out = out.drop(columns="fraction")
+    if "fps_mean" in table:
+        out["FPS"] = ["" if pd.isna(v) else f"{v:.0f}" for v in table["fps_mean"]]
     out["n"] = table["n"]
+    if "missing" in table:
+        out["missing"] = table["missing"]
     return out
 
 
 def to_markdown(table: pd.DataFrame, title: str = "") -> str:
     body = format_leaderboard(table).to_markdown(index=False) if not table.empty else "(no finished cells)"
-    notes = (
-        "\n\nMetrics are macro-averaged over classes on the held-out test fold; mean ± sample std over "
-        "folds x seeds (n cells). FPS: model forward only, conditions in each run's throughput.* tags."
-    )
+    notes = ("\n\nMetrics are macro-averaged over classes on the held-out test fold (ACC micro: plain accuracy); "
+             "mean ± sample std [95 % t-interval] over folds x seeds (n cells). FPS: model forward only, conditions in "
+             "each run's throughput.* tags.")
     return (f"# {title}\n\n" if title else "") + body + notes + "\n"
 
 
 def write_report(table: pd.DataFrame, cells: pd.DataFrame, out_dir: Path, title: str) -> list[Path]:
+    """The quick tables: leaderboard.csv, leaderboard.md, cells.csv."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "leaderboard.csv", out_dir / "leaderboard.md", out_dir / "cells.csv"]
     table.to_csv(paths[0], index=False)
     paths[1].write_text(to_markdown(table, title))
     cells.to_csv(paths[2], index=False)
     return paths
+
+
+# -- the full report ---------------------------------------------------------------------------------
+
+def _row_cells(cells: pd.DataFrame, row) -> pd.DataFrame:
+    mask = np.ones(len(cells), dtype=bool)
+    for key in ROW_KEYS:
+        if key in row:
+            mask &= (cells[key] == row[key]).to_numpy()
+    return cells[mask]
+
+
+def chance_floors(results: SuiteResults) -> pd.DataFrame:
+    """DummyClassifier rows scored per (fold, seed) on the cells' test rows, fitted on the other folds' test rows
+    (= that fold's training and validation rows under k-fold; under an official split, on the test rows themselves)."""
+    cells = results.cells
+    targets = {}
+    for (fold, seed), group in cells.groupby(["fold", "seed"]):
+        frame = results.predictions(group["run_id"].iloc[0])
+        if frame is not None and "target" in frame:
+            targets[(fold, seed)] = (frame["target"].to_numpy(int), sum(c.startswith("p:") for c in frame.columns))
+    scores: dict[str, list[dict]] = {"most_frequent": [], "stratified": []}
+    for (fold, seed), (test, classes) in targets.items():
+        others = [t for (f, s), (t, _) in targets.items() if s == seed and f != fold]
+        train = np.concatenate(others) if others else test
+        for strategy, values in st.chance_scores(train, test, classes, seed=seed).items():
+            scores[strategy].append(values)
+    rows = []
+    for strategy, values in scores.items():
+        if not values:
+            continue
+        frame = pd.DataFrame(values)
+        row = {"row": f"chance: {strategy}", "source": f"chance: {strategy}", "backbone": "-", "strategy": "DummyClassifier", "n": len(frame)}
+        for metric in METRICS:
+            s = st.mean_ci(frame[metric]) if metric in frame else st.mean_ci([])
+            row.update({f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_low": s.low, f"{metric}_high": s.high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def protocol_text(results: SuiteResults) -> list[str]:
+    cells = results.cells
+    folds = sorted(set(cells["folds"])) if len(cells) else []
+    seeds = sorted(set(cells["seed"])) if len(cells) else []
+    split = "the official train/test split" if folds == [0] else f"{', '.join(map(str, folds))}-fold stratified cross-validation"
+    select = ", ".join(sorted(set(cells["select"]))) if len(cells) else "?"
+    tuning = ", ".join(sorted(set(cells["tuning"]))) if len(cells) else "none"
+    fractions = sorted(set(cells["fraction"])) if len(cells) else []
+    return [
+        f"Suite {results.name}: {split} x {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); training fraction(s) "
+        f"{', '.join(f'{f:g}' for f in fractions)}. Every number is on held-out test rows the model never trained or was selected on.",
+        f"Model selection: the tested epoch was picked on the validation rows only, by `hparams.select` = {select} "
+        "(last: the final epoch, no selection).",
+        f"Tuning: {tuning} (hyperparameters are the suite's fixed values unless a run says otherwise).",
+        f"Paired tests: the primary test (the one behind the verdicts): {primary_test(cells)}; Holm's correction runs over all comparisons of a "
+        f"family (sources, strategies) for each test; alpha = {st.ALPHA}. {len(cells)} finished cells, {len(results.missing)} missing.",
+    ]
+
+
+def per_class_and_confusion(results: SuiteResults, board: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame, list[tuple[str, Path]]]:
+    """Confusion matrices summed over folds x seeds per row (CSV + PNG) and the per-class metrics they give."""
+    folder = out_dir / "confusion_matrices"
+    folder.mkdir(exist_ok=True)
+    per_class, images = [], []
+    for _, row in board.iterrows():
+        total, names = None, None
+        for run_id in _row_cells(results.cells, row)["run_id"]:
+            matrix = results.confusion(run_id)
+            if matrix is None:
+                continue
+            total = matrix if total is None else total.add(matrix, fill_value=0)
+        if total is None:
+            continue
+        names = [c.removeprefix("pred:") for c in total.columns]
+        slug = row["row"].replace("/", "_").replace("@", "_f")
+        total.to_csv(folder / f"{slug}.csv")
+        m = total.to_numpy(float)
+        images.append((f"{row['row']}: confusion matrix summed over {row['n']} cells",
+                       plots.confusion_matrix(m.astype(int), names, folder / f"{slug}.png", f"{row['row']} (sum over folds x seeds)")))
+        tp, support, predicted = np.diag(m), m.sum(1), m.sum(0)
+        tn = m.sum() - support - predicted + tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prec, rec = tp / predicted, tp / support
+            f1 = 2 * prec * rec / (prec + rec)
+            spec = tn / (m.sum() - support)
+        for i, name in enumerate(names):
+            per_class.append({"row": row["row"], "class": name, "support": int(support[i]), "precision": prec[i], "recall": rec[i],
+                              "f1": f1[i], "specificity": spec[i]})
+    return pd.DataFrame(per_class), images
+
+
+def roc_images(results: SuiteResults, board: pd.DataFrame, out_dir: Path) -> list[tuple[str, Path]]:
+    """One plot per backbone: each row's ROC on its pooled test predictions (first seed, all folds)."""
+    from sklearn.metrics import auc, roc_curve
+    from sklearn.preprocessing import label_binarize
+
+    images = []
+    for backbone, rows in board.groupby("backbone", sort=False):
+        curves = {}
+        for _, row in rows.iterrows():
+            cells = _row_cells(results.cells, row)
+            cells = cells[cells["seed"] == cells["seed"].min()]
+            frames = [results.predictions(r) for r in cells["run_id"]]
+            frames = [f for f in frames if f is not None and "target" in f]
+            if not frames:
+                continue
+            pooled = pd.concat(frames, ignore_index=True)
+            probs = pooled[[c for c in pooled.columns if c.startswith("p:")]].to_numpy(float)
+            if probs.shape[1] == 2:
+                fpr, tpr, _ = roc_curve(pooled["target"], probs[:, 1])
+            else:
+                onehot = label_binarize(pooled["target"], classes=list(range(probs.shape[1])))
+                fpr, tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
+            curves[row["row"]] = (fpr, tpr, auc(fpr, tpr))
+        if curves:
+            kind = "binary" if probs.shape[1] == 2 else "micro-average one-vs-rest"
+            images.append((f"ROC curves, {backbone} ({kind}, pooled test folds of the first seed)",
+                           plots.roc_curves(curves, out_dir / f"roc_{backbone}.png", f"{backbone}: ROC ({kind})")))
+    return images
+
+
+def rank_section(board: pd.DataFrame, out_dir: Path) -> Section:
+    section = Section("Average ranks and critical difference")
+    keys = [k for k in ROW_KEYS if k in board and k != "source"]
+    scores = board.pivot_table(index=keys, columns="source", values="mcc_mean") if len(board) else pd.DataFrame()
+    if scores.shape[1] < 2 or scores.dropna().shape[0] < 2:
+        section.paragraphs.append(f"Ranks need at least 2 sources over at least 2 (backbone, strategy, fraction) settings; this suite "
+                                  f"has {scores.shape[1]} source(s) over {scores.dropna().shape[0]} complete setting(s).")
+        return section
+    ranking = st.average_ranks(scores)
+    section.paragraphs.append(
+        f"Sources ranked by mean MCC within each of {ranking.blocks} settings ({', '.join(keys)}); 1 = best. Friedman p = "
+        f"{ranking.friedman_p:.3g}; Nemenyi critical difference {ranking.critical_difference:.2f} at alpha {st.ALPHA} "
+        "(Demšar 2006): mean ranks closer than that are not distinguishable." + (
+            " Few settings: the test has little power here." if ranking.blocks < 5 else ""))
+    section.tables.append(("Average rank per source", ranking.ranks.rename("average rank").reset_index()))
+    if len(ranking.nemenyi):
+        section.images.append(("Critical-difference diagram", plots.rank_diagram(ranking.ranks, ranking.nemenyi, ranking.critical_difference,
+                                                                                  out_dir / "ranks.png", "Sources by average MCC rank")))
+    return section
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    leaderboard: pd.DataFrame
+    floors: pd.DataFrame
+    comparisons: pd.DataFrame
+    winners: pd.DataFrame
+    markdown: str
+    paths: list[Path] = field(default_factory=list)
+
+
+def build_report(results: SuiteResults, out_dir: Path) -> Report:
+    """Compute every table and figure of the report and write them into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cells = results.cells
+    board = leaderboard(cells)
+    if "fraction" not in board and len(board):
+        board.insert(3, "fraction", 1.0)
+    if len(board):
+        board.insert(0, "row", [row_label(r) for r in board.to_dict("records")])
+        missing_counts = results.missing.groupby(list(ROW_KEYS)).size()
+        board["missing"] = [int(missing_counts.get(tuple(r[k] for k in ROW_KEYS), 0)) for r in board.to_dict("records")]
+    floors = chance_floors(results) if len(cells) else pd.DataFrame()
+    compared = comparisons(results, board) if len(board) else pd.DataFrame()
+    wins = winners(board, compared, primary_test(cells)) if len(board) else pd.DataFrame()
+    sections = [Section("Protocol", protocol_text(results))]
+
+    lead = Section("Leaderboard", ["Mean ± sample std [95 % t-interval] over folds x seeds; macro averages over classes (ACC: "
+                                   "one-vs-rest, as Medico), ACC micro: plain accuracy. Chance rows: scikit-learn's DummyClassifier "
+                                   "scored on the same test rows with the same metric code. `missing`: cells without results, not in n."])
+    shown = pd.concat([board, floors], ignore_index=True) if len(floors) else board
+    if len(shown):
+        table = format_leaderboard(shown)
+        table.insert(0, "row", shown["row"])
+        lead.tables.append(("", table.drop(columns=[c for c in ROW_KEYS if c in table])))
+        lead.images.append(("MCC per row with 95 % CI; dashed/dotted: chance floors", plots.leaderboard_bars(board, floors, out_dir / "leaderboard_mcc.png")))
+    else:
+        lead.paragraphs.append("No finished cells.")
+    sections.append(lead)
+
+    missing = Section("Missing cells", ["Cells without a FINISHED run are not in any n above; each is listed with the reason."
+                                        + ("" if results.expected_known else " Rebuilt from a parent run id without the suite file: "
+                                           "only cells that started are known.")])
+    if len(results.missing):
+        missing.tables.append(("", results.missing.drop(columns="run_id")))
+    else:
+        missing.paragraphs.append("None: every expected cell finished.")
+    sections.append(missing)
+
+    verdicts = Section("Which source wins, which strategy wins", [
+        f"Best row by mean MCC against the runner-up: margin (MCC), its 95 % CI and Holm-adjusted p of the {primary_test(cells)}; "
+        f"'{NO_DIFFERENCE}' where the adjusted p is not below {st.ALPHA}."])
+    verdicts.tables.append(("", wins))
+    for family in ("source", "strategy"):
+        if not len(wins) or not (wins["question"] == f"which {family} wins").any():
+            verdicts.paragraphs.append(f"Which {family} wins: not asked, this suite has one {family} per setting.")
+    sections.append(verdicts)
+
+    paired = Section("Paired comparisons", [
+        "Rows paired on the (fold, seed) cells both finished. Corrected resampled t-test (Nadeau & Bengio 2003) and Wilcoxon "
+        "signed-rank on per-cell MCC; McNemar on per-image correctness and DeLong on AUC (binary tasks) over the pooled test "
+        "predictions of the first shared seed. Difference = a - b; effect sizes: Cohen's d_z, rank-biserial r, odds ratio, AUC difference."])
+    if len(compared):
+        paired.tables.append(("", compared[["family", "a", "b", "test", "n", "difference", "low", "high", "effect_name", "effect",
+                                             "p_value", "p_holm", "significant"]]))
+    sections.append(paired)
+    sections.append(rank_section(board, out_dir))
+
+    per_class, confusion_images = per_class_and_confusion(results, board, out_dir) if len(board) else (pd.DataFrame(), [])
+    classes = Section("Per-class results and confusion matrices", [
+        "Confusion matrices summed over folds x seeds (rows: true class, columns: predicted), and the per-class metrics they give; "
+        "CSVs in confusion_matrices/ and per_class.csv."], [("", per_class)], confusion_images)
+    sections.append(classes)
+    sections.append(Section("ROC curves", [] if len(board) else ["No predictions."], [], roc_images(results, board, out_dir) if len(board) else []))
+
+    efficiency = Section("Data efficiency")
+    if len(board) and board["fraction"].nunique() > 1:
+        efficiency.paragraphs.append("MCC against the fraction of the training set, per source x strategy, with 95 % CI bands.")
+        efficiency.images.append(("Data-efficiency curves", plots.data_efficiency(board, out_dir / "data_efficiency.png")))
+    else:
+        efficiency.paragraphs.append("One training fraction in this suite: add several to `fractions` for data-efficiency curves.")
+    sections.append(efficiency)
+
+    cost = Section("Cost", ["Training wall time per cell (fit_seconds), training images per second (train rows x epochs / fit "
+                            "time, validation passes included), inference images per second (model forward, conditions in each "
+                            "run's throughput.* tags), parameters and FLOPs per image (torch.utils.flop_counter)."])
+    if len(board):
+        cost_table = board[["row", "fit_seconds_mean", "fps_mean", "params_mean", "flops_per_image_mean", "mcc_mean"]].copy()
+        if "train_ips_mean" in board:
+            cost_table.insert(2, "train_ips_mean", board["train_ips_mean"])
+        cost.tables.append(("", cost_table.rename(columns=lambda c: c.removesuffix("_mean"))))
+        column, label = ("flops_per_image_mean", "FLOPs per image") if board["flops_per_image_mean"].notna().any() else ("fps_mean", "inference images/s")
+        if column == "fps_mean":
+            board["inference_s_per_image"] = 1.0 / board["fps_mean"]
+            column, label = "inference_s_per_image", "inference seconds per image"
+        cost.images.append(("MCC against inference cost; red: the Pareto front", plots.quality_vs_cost(board, column, label, out_dir / "quality_vs_cost.png")))
+    sections.append(cost)
+
+    title = f"medtl report: {results.name}"
+    markdown = sections_to_markdown(title, sections)
+    paths = [out_dir / "report.md", out_dir / "report.html", out_dir / "leaderboard.csv", out_dir / "leaderboard.md",
+             out_dir / "cells.csv", out_dir / "missing.csv", out_dir / "comparisons.csv", out_dir / "per_class.csv",
+             out_dir / "chance_floors.csv"]
+    paths[0].write_text(markdown)
+    paths[1].write_text(to_html(title, sections))
+    board.to_csv(paths[2], index=False)  # the rows only; chance floors in their own file
+    paths[3].write_text(to_markdown(board, f"Leaderboard: {results.name}"))
+    cells.to_csv(paths[4], index=False)
+    results.missing.to_csv(paths[5], index=False)
+    compared.to_csv(paths[6], index=False)
+    per_class.to_csv(paths[7], index=False)
+    floors.to_csv(paths[8], index=False)
+    paths += sorted(out_dir.glob("*.png")) + sorted((out_dir / "confusion_matrices").glob("*"))
+    return Report(out_dir, board, floors, compared, wins, markdown, paths)
+
+
+def report_suite(client, suite, out_dir: Path, parent_run_id: str | None = None) -> Report:
+    """Load the suite's results from MLflow, write the report, and log the folder to `parent_run_id` when given."""
+    from benchmark.results import load_results
+
+    report = build_report(load_results(client, suite=suite), out_dir)
+    if parent_run_id:
+        client.log_artifacts(parent_run_id, str(out_dir), "report")
+    return report

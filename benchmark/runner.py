@@ -151,11 +151,12 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
         outcome.leaderboard, cells = suite_leaderboard(suite, client, finished)
         out_dir = report_dir or Path("reports") / suite.name
         outcome.report_paths = write_report(outcome.leaderboard, cells, out_dir, f"medtl {suite.name}")
+        outcome.report_paths = _full_report(client, suite, out_dir, outcome.report_paths, echo)
         for path in outcome.report_paths:
-            client.log_artifact(parent_id, str(path), "report")
+            client.log_artifact(parent_id, str(path), "report" + ("/confusion_matrices" if path.parent.name == "confusion_matrices" else ""))
         _log_suite_summary(client, parent_id, outcome)
         echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}"))
-        echo(f"Report written to {out_dir}/ (leaderboard.csv, leaderboard.md, cells.csv) and logged to parent run {parent_id}.")
+        echo(f"Report written to {out_dir}/ (report.html, report.md, leaderboard.csv, ...) and logged to parent run {parent_id}.")
         if outcome.failed:
             status = "FAILED"
             echo(f"{len(outcome.failed)} cell(s) FAILED (rerun the suite to retry them):")
@@ -180,6 +181,17 @@ def _await_pretraining(spec: RunSpec, ctx: CellContext, claims: Claims) -> None:
         f"waiting for pretraining cell {ref}, running in {holder.data.tags.get('medtl.claim', 'another worker')}"))
     if run is not None:
         ctx.finished[ref] = run
+
+
+def _full_report(client, suite: Suite, out_dir: Path, quick: list[Path], echo) -> list[Path]:
+    """The full report (benchmark.report); a report that fails to build never fails the suite's cells."""
+    from benchmark.report import report_suite
+
+    try:
+        return report_suite(client, suite, out_dir).paths
+    except Exception as exc:  # noqa: BLE001 - the quick tables are written already; `medtl report` can retry
+        echo(f"The full report could not be built ({type(exc).__name__}: {exc}); rerun `medtl report {suite.path}`.")
+        return quick
 
 
 def _log_suite_summary(client, parent_id: str, outcome: SuiteOutcome) -> None:

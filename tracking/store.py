@@ -10,6 +10,9 @@ from mlflow.tracking import MlflowClient
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 ARTIFACT_DIR = "mlartifacts"
+# MLflow 3's UI opens an experiment on its GenAI (traces) view unless this tag says it holds
+# model training; the value is the UI's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -57,12 +60,14 @@ def ensure_experiment(mlflow_client: MlflowClient, name: str) -> str:
     """
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # stores made before the tag existed
+            mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment.experiment_id
     location = None
     if _is_local_store(mlflow_client.tracking_uri):
         location = (Path.cwd() / ARTIFACT_DIR).resolve().as_uri()
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException:
         # Two suites starting at once on a fresh store: the other one created it first.
         experiment = mlflow_client.get_experiment_by_name(name)

@@ -1,0 +1,76 @@
+"""The report's sections as Markdown and as one self-contained HTML page (images inline, no network).
+
+    medtl report benchmark/suites/smoke.yaml     # writes report.md and report.html
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)  # plain text, one paragraph each
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (caption, table)
+    images: list[tuple[str, Path]] = field(default_factory=list)  # (caption, PNG beside the report)
+
+
+def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in out[column]]
+    return out
+
+
+def to_markdown(title: str, sections: list[Section]) -> str:
+    parts = [f"# {title}\n"]
+    for section in sections:
+        parts.append(f"## {section.title}\n")
+        parts.extend(f"{p}\n" for p in section.paragraphs)
+        for caption, table in section.tables:
+            if caption:
+                parts.append(f"**{caption}**\n")
+            parts.append((_fmt(table).to_markdown(index=False, disable_numparse=True) if len(table) else "(none)") + "\n")
+        for caption, path in section.images:
+            parts.append(f"![{caption}]({path.name})\n")
+    return "\n".join(parts)
+
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { border-bottom: 2px solid #4C72B0; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
+th { background: #eef2f8; } td:first-child, th:first-child { text-align: left; }
+tr:nth-child(even) { background: #f8f8f8; }
+figure { display: inline-block; margin: 0.5em; } figcaption { font-size: 12px; color: #555; }
+img { max-width: 100%; border: 1px solid #eee; }
+nav a { margin-right: 1em; font-size: 13px; }
+"""
+
+
+def to_html(title: str, sections: list[Section]) -> str:
+    """One page that needs nothing else: CSS inline, PNGs as base64 data URIs."""
+    anchors = [f"s{i}" for i in range(len(sections))]
+    body = [f"<h1>{html.escape(title)}</h1>", "<nav>" + "".join(
+        f'<a href="#{a}">{html.escape(s.title)}</a>' for a, s in zip(anchors, sections)) + "</nav>"]
+    for anchor, section in zip(anchors, sections):
+        body.append(f'<h2 id="{anchor}">{html.escape(section.title)}</h2>')
+        body.extend(f"<p>{html.escape(p)}</p>" for p in section.paragraphs)
+        for caption, table in section.tables:
+            if caption:
+                body.append(f"<p><b>{html.escape(caption)}</b></p>")
+            body.append(_fmt(table).to_html(index=False, escape=True, na_rep="", border=0) if len(table) else "<p>(none)</p>")
+        for caption, path in section.images:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,144 @@
+"""A suite's results as the report reads them: from MLflow alone, finished and missing cells apart.
+
+    medtl report benchmark/suites/smoke.yaml       # expected cells from the suite file
+    medtl report 0123abcd...                       # or a suite's parent run id: no suite file needed
+
+A cell without a FINISHED run is *missing*, listed with its last run's status and error (tag
+`medtl.error`), never read as a zero and never quietly left out of n. A run still RUNNING is
+missing too: either it is still going or the process that ran it was killed without recording
+an end, and in neither case does it have results.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tracking.runs import ERROR_TAG, HASH_TAG, search_runs
+
+ROW_KEYS = ("source", "backbone", "strategy", "fraction")
+CELL_KEYS = (*ROW_KEYS, "fold", "seed")
+METRICS = ("mcc", "f1", "rec", "prec", "spec", "acc", "auc", "acc_micro")
+RUN_METRICS = {  # cells.csv column -> MLflow metric
+    **{m: f"test/{m}" for m in METRICS},
+    "fps": "test/fps",
+    "fit_seconds": "fit_seconds",
+    "epochs_trained": "epochs_trained",
+    "train_rows": "data/train_rows",
+    "test_rows": "data/test_rows",
+    "params": "cost/params",
+    "flops_per_image": "cost/flops_per_image",
+}
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+STILL_RUNNING = ("left RUNNING: no end was recorded (the process running it was killed, or it is still running); "
+                 "rerun the suite to run it again")
+
+
+class ReportError(ValueError):
+    """Nothing to report on; the message says what was looked for and where."""
+
+
+@dataclass
+class SuiteResults:
+    name: str  # suite name
+    experiment_id: str
+    cells: pd.DataFrame  # one row per finished fine-tuning cell: CELL_KEYS, run_id, folds, select, RUN_METRICS
+    missing: pd.DataFrame  # CELL_KEYS + status, error, run_id for cells without a FINISHED run
+    expected_known: bool  # True when the suite file said which cells to expect
+    client: object = None  # to read artifacts
+    _artifacts: dict = field(default_factory=dict)
+
+    def artifact_table(self, run_id: str, path: str, **read_csv) -> pd.DataFrame | None:
+        """A CSV artifact of a cell run (cached); None when the run has none."""
+        key = (run_id, path)
+        if key not in self._artifacts:
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = self.client.download_artifacts(run_id, path, tmp)
+                    self._artifacts[key] = pd.read_csv(local, **read_csv)
+            except Exception:  # noqa: BLE001 - an absent artifact (older cell, multi-label task) is reported as absent
+                self._artifacts[key] = None
+        return self._artifacts[key]
+
+    def predictions(self, run_id: str) -> pd.DataFrame | None:
+        return self.artifact_table(run_id, "test/predictions.csv")
+
+    def confusion(self, run_id: str) -> pd.DataFrame | None:
+        return self.artifact_table(run_id, "test/confusion_matrix.csv", index_col=0)
+
+
+def _spec_keys(params: dict) -> dict:
+    return {"source": params.get("source", "?"), "backbone": params.get("backbone", "?"), "strategy": params.get("strategy", "?"),
+            "fraction": float(params.get("fraction", 1.0)), "fold": int(params.get("fold", -1)), "seed": int(params.get("seed", 0))}
+
+
+def _cell_row(run) -> dict:
+    row = _spec_keys(run.data.params)
+    row.update(run_id=run.info.run_id, spec_hash=run.data.tags.get(HASH_TAG, ""), folds=int(run.data.params.get("folds", 0)),
+               select=run.data.params.get("hparams.select", "last"), tuning=run.data.tags.get("medtl.tuning", "none"))
+    for column, metric in RUN_METRICS.items():
+        row[column] = float(run.data.metrics.get(metric, np.nan))
+    return row
+
+
+def _missing_row(keys: dict, run) -> dict:
+    if run is None:
+        return {**keys, "status": "NOT RUN", "error": "no run yet: the suite has not reached this cell", "run_id": ""}
+    status = run.info.status
+    error = STILL_RUNNING if status == "RUNNING" else run.data.tags.get(ERROR_TAG) or f"{status} without a recorded error"
+    return {**keys, "status": status, "error": error, "run_id": run.info.run_id}
+
+
+def _latest(runs: list) -> dict:
+    latest: dict = {}
+    for run in runs:
+        key = run.data.tags.get(HASH_TAG)
+        if key and (key not in latest or run.info.start_time > latest[key].info.start_time):
+            latest[key] = run
+    return latest
+
+
+def load_results(client, *, suite=None, parent_run_id: str | None = None) -> SuiteResults:
+    """Finished and missing fine-tuning cells of `suite` (a loaded Suite) or of the suite that `parent_run_id` ran."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per CSV fetched is noise
+    if suite is not None:
+        from benchmark.runner import experiment_name
+
+        name = suite.name
+        experiment = client.get_experiment_by_name(experiment_name(suite))
+        if experiment is None:
+            raise ReportError(f"No MLflow experiment {experiment_name(suite)!r} in {client.tracking_uri}: run "
+                              f"`medtl benchmark {suite.path}` first, or pass --tracking-uri of the store that has it.")
+        experiment_id = experiment.experiment_id
+    else:
+        try:
+            parent = client.get_run(parent_run_id)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises its own exception types per store
+            raise ReportError(f"Run {parent_run_id} not found in {client.tracking_uri} ({exc}).") from exc
+        name = parent.data.tags.get("medtl.suite")
+        if not name:
+            raise ReportError(f"Run {parent_run_id} is not a medtl suite run (no medtl.suite tag); pass a suite's parent run id.")
+        experiment_id = parent.info.experiment_id
+    runs = [r for r in search_runs(client, experiment_id, "tags.`medtl.stage` = 'finetune'") if r.data.tags.get("medtl.suite", name) == name]
+    finished = _latest([r for r in runs if r.info.status == "FINISHED"])
+    latest = _latest(runs)
+    if suite is not None:
+        expected = [(c.hash, {"source": c.source, "backbone": c.backbone, "strategy": c.strategy, "fraction": float(c.fraction),
+                              "fold": int(c.fold), "seed": int(c.seed)}) for c in suite.finetune_cells]
+    else:
+        expected = [(h, _spec_keys(r.data.params)) for h, r in latest.items()]
+    cells = [_cell_row(finished[h]) for h, _ in expected if h in finished]
+    missing = [_missing_row(keys, latest.get(h)) for h, keys in expected if h not in finished]
+    cells_frame = pd.DataFrame(cells, columns=[*CELL_KEYS, "run_id", "spec_hash", "folds", "select", "tuning", *RUN_METRICS])
+    missing_frame = pd.DataFrame(missing, columns=[*CELL_KEYS, "status", "error", "run_id"])
+    return SuiteResults(name, experiment_id, cells_frame, missing_frame, suite is not None, client)
+
+
+def is_run_id(value: str) -> bool:
+    return bool(RUN_ID.match(value)) and not Path(value).exists()
