@@ -133,6 +133,8 @@ def run_ensemble(spec: RunSpec, ctx, run, task) -> dict[str, float]:
     fps = [r.data.metrics.get("test/fps", float("nan")) for r in runs]
     metrics["test/fps"] = 1.0 / sum(1.0 / f for f in fps)  # members run one after another per image
     metrics["fit_seconds"] = sum(r.data.metrics.get("fit_seconds", 0.0) for r in runs)
+    for key in ("cost/params", "cost/flops_per_image"):  # every member runs on every image
+        metrics[key] = sum(r.data.metrics.get(key, float("nan")) for r in runs)
     metrics["ensemble/members"] = float(len(runs))
     metrics["data/test_rows"] = float(len(items))
     run.set_tags({"medtl.members": ",".join(r.info.run_id for r in runs)})

@@ -81,6 +81,7 @@ def _check_ensemble_runs(uri, suite) -> dict:
         # cost: the members run one after another per image
         assert run.data.metrics["test/fps"] == pytest.approx(1 / sum(1 / m.data.metrics["test/fps"] for m in members))
         assert -1 <= run.data.metrics["test/mcc"] <= 1 and run.data.metrics["ensemble/members"] == len(members)
+        assert run.data.metrics["cost/params"] == sum(m.data.metrics["cost/params"] for m in members)
         assert {a.path for a in client.list_artifacts(run.info.run_id, "test")} >= {
             "test/predictions.csv", "test/confusion_matrix.csv"}
     return runs
