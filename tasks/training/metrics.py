@@ -10,7 +10,7 @@ is not credited with a perfect score on it.
 from __future__ import annotations
 
 import torch
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -66,6 +66,28 @@ class MatthewsCorrCoef(MulticlassConfusionMatrix):
         return (cov_tp / torch.sqrt(cov_pp * cov_tt)).float()
 
 
+class SampleF1(Metric):
+    """Multi-label F1 averaged over images, as ImageCLEF scores concept detection (Sinha et al.):
+    scikit-learn's `f1_score(average="samples")`, an image with no true and no predicted label
+    scoring 0 (its zero_division). torchmetrics has no sample average."""
+
+    def __init__(self, threshold: float = 0.5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        predicted, truth = probs >= self.threshold, targets.bool()
+        tp = (predicted & truth).sum(1).double()
+        denominator = predicted.sum(1).double() + truth.sum(1).double()
+        self.total += torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.zeros_like(tp)).sum()
+        self.count += len(probs)
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count.clamp(min=1)).float()
+
+
 def classification_metrics(meta: TaskMeta) -> MetricCollection:
     """Scalar metrics for `meta`'s kind; inputs are probabilities (N, C) and targets."""
     c = meta.num_classes
@@ -79,6 +101,7 @@ def classification_metrics(meta: TaskMeta) -> MetricCollection:
                 "spec": MultilabelSpecificity(num_labels=c, average="macro"),
                 "acc": MultilabelAccuracy(num_labels=c, average="macro"),
                 "auc": MultilabelAUROC(num_labels=c, average="macro"),
+                "f1_samples": SampleF1(),
             }
         )
     return MetricCollection(

@@ -96,3 +96,19 @@ def test_confusion_matrix_rows_are_true_classes():
     cm = confusion_matrix_metric(meta)
     cm.update(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 1]))
     assert cm.compute().tolist() == [[1, 0, 0], [1, 1, 1], [0, 0, 0]]
+
+
+def test_multilabel_sample_f1_equals_scikit_learn():
+    # ImageCLEF's score: F1 per image, averaged over images (including images with no label at all).
+    rng = np.random.default_rng(5)
+    targets = (rng.random((80, 6)) < 0.25).astype(int)
+    targets[:5] = 0  # images without any concept
+    probs = np.clip(targets * 0.6 + rng.random((80, 6)) * 0.5, 0, 1)
+    meta = TaskMeta("t", tuple(f"c{i}" for i in range(6)), "multilabel")
+    metrics = classification_metrics(meta)
+    metrics.update(torch.tensor(probs, dtype=torch.float32), torch.tensor(targets))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = float(metrics.compute()["f1_samples"])
+        reference = f1_score(targets, (probs >= 0.5).astype(int), average="samples", zero_division=0)
+    assert ours == pytest.approx(reference, abs=1e-6)
