@@ -36,11 +36,33 @@ class LayerwiseUnfreeze(BaseFinetuning):
     def freeze_before_training(self, pl_module) -> None:
         self.freeze(pl_module.backbone, train_bn=False)
 
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # Resuming from a checkpoint: Lightning restores the optimizer's param groups here, but
+        # `setup` has just frozen the whole backbone again (Lightning issue 21901), so the groups
+        # unfrozen before the checkpoint would silently stop training. The epoch to resume at is
+        # only known once the loops are restored, at the first epoch start.
+        self._resuming = self._restarting
+        super().on_fit_start(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if getattr(self, "_resuming", False):
+            self._resuming = False
+            groups = pl_module.backbone.layer_groups()
+            for epoch in range(1, trainer.current_epoch):
+                step = self._step(epoch)
+                if step and step <= len(groups):
+                    self.make_trainable(groups[-step])
+        super().on_train_epoch_start(trainer, pl_module)
+
+    def _step(self, epoch: int) -> int:
+        """Which group epoch `epoch` unfreezes: 1 the top one, 2 the next one down...; 0 none."""
+        return 0 if epoch == 0 or epoch % self.every else epoch // self.every
+
     def finetune_function(self, pl_module, current_epoch, optimizer) -> None:
-        if current_epoch == 0 or current_epoch % self.every:
+        step = self._step(current_epoch)
+        if not step:
             return
         groups = pl_module.backbone.layer_groups()
-        step = current_epoch // self.every  # 1 -> the top group, 2 -> the next one down, ...
         if step <= len(groups):
             base_lr = optimizer.param_groups[0]["lr"]
             self.unfreeze_and_add_param_group(

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import pytest
+from lightning.pytorch.callbacks import Callback
 import torch
 
 from backbones import create_backbone
@@ -68,3 +69,46 @@ def test_layerwise_unfreezes_from_the_top_on_schedule(task):
     *rest, second, top = backbone.layer_groups()
     assert any(changed(top)) and any(changed(second))
     assert not any(c for group in rest for c in changed(group))
+
+
+class TrainableAtEpochStart(Callback):
+    """The names of the parameters that train in each epoch (after the strategy's own epoch-start step)."""
+
+    def __init__(self) -> None:
+        self.by_epoch: dict[int, frozenset[str]] = {}
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.by_epoch[trainer.current_epoch] = frozenset(n for n, p in pl_module.named_parameters() if p.requires_grad)
+
+
+def _layerwise_fit(task, folder, epochs: int, ckpt_path=None):
+    import lightning.pytorch as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from tasks.data.datamodule import TaskDataModule
+    from tasks.training.module import ClassifierModule
+    from tasks.training.strategies.finetuning import LayerwiseUnfreeze
+
+    L.seed_everything(0, verbose=False)
+    backbone = create_backbone("smallcnn", "scratch")
+    data = TaskDataModule(task, fold=0, k=3, seed=0, size=32, mean=backbone.input_config.mean,
+                          std=backbone.input_config.std, batch_size=16, augment="none")
+    module = ClassifierModule(backbone, task.meta)
+    record = TrainableAtEpochStart()
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[LayerwiseUnfreeze(every=1), record, ModelCheckpoint(dirpath=folder, save_last=True)])
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return record, trainer
+
+
+def test_a_resumed_layerwise_cell_continues_in_the_same_phase_with_the_same_frozen_set(task, tmp_path):
+    straight, straight_trainer = _layerwise_fit(task, tmp_path / "straight", epochs=4)
+    _layerwise_fit(task, tmp_path / "killed", epochs=2)  # "killed" after epoch 2: its last checkpoint remains
+    resumed, resumed_trainer = _layerwise_fit(task, tmp_path / "resumed", epochs=4, ckpt_path=tmp_path / "killed" / "last.ckpt")
+    assert sorted(resumed.by_epoch) == [2, 3]
+    for epoch in (2, 3):  # the same phase: exactly the same parameters train
+        assert resumed.by_epoch[epoch] == straight.by_epoch[epoch], epoch
+    assert straight.by_epoch[1] < straight.by_epoch[2] < straight.by_epoch[3]  # the schedule did unfreeze
+    assert [len(g["params"]) for g in resumed_trainer.optimizers[0].param_groups] == [
+        len(g["params"]) for g in straight_trainer.optimizers[0].param_groups]
