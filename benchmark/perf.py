@@ -71,20 +71,23 @@ def compare(models, *, image_size: int, batch_size: int, warmup: int, batches: i
         ours = create_backbone(name, "scratch")
         samples: dict[str, list[float]] = {k: [] for k in [*configs, "medtl"]}
         layout = ""
-        for _ in range(rounds):
-            for label, cfg in configs.items():
-                samples[label].append(timm_fps(theirs, image_size=image_size, batch_size=batch_size, warmup=warmup,
-                                               batches=batches, dev=dev, **cfg))
-            result = measure_fps(ours, image_size=image_size, batch_size=batch_size, warmup=warmup, batches=batches,
-                                 device=str(dev))
-            samples["medtl"].append(result.fps)
-            layout = result.memory_format
+        for i in range(rounds):
+            # Odd rounds run medtl first, so a load that drifts within a round favours neither side.
+            for label in ([*configs, "medtl"] if i % 2 == 0 else ["medtl", *configs]):
+                if label == "medtl":
+                    result = measure_fps(ours, image_size=image_size, batch_size=batch_size, warmup=warmup,
+                                         batches=batches, device=str(dev))
+                    samples["medtl"].append(result.fps)
+                    layout = result.memory_format
+                else:
+                    samples[label].append(timm_fps(theirs, image_size=image_size, batch_size=batch_size, warmup=warmup,
+                                                   batches=batches, dev=dev, **configs[label]))
         med = {k: statistics.median(v) for k, v in samples.items()}
         best = max(configs, key=lambda k: med[k])
         best32 = max((k for k in configs if "fp32" in k), key=lambda k: med[k])
         # medtl runs the suite's precision (fp32 here); the fp32 ratio compares like with like, the
         # overall one includes timm's bf16 where the device runs it natively.
-        row = {"model": name, **{f"{k} img/s": round(v, 2) for k, v in med.items()}, "medtl layout": layout,
+        row = {"model": name, **{f"{k} img/s": round(v, 3) for k, v in med.items()}, "medtl layout": layout,
                "best timm": best, "ratio medtl/best timm": round(med["medtl"] / med[best], 3),
                "ratio medtl/best timm fp32": round(med["medtl"] / med[best32], 3),
                "image_size": image_size, "batch_size": batch_size, "warmup": warmup, "batches": batches,
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batches", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the median is kept")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is kept")
     parser.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
                         help="also time timm with bf16 autocast (auto: where the device runs bf16 natively)")

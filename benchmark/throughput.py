@@ -141,16 +141,20 @@ def training_step_fn(model: nn.Module, optimizer: torch.optim.Optimizer, dev: to
     return step
 
 
+def training_net(model: nn.Module, image_size: int, num_classes: int) -> nn.Module:
+    """A copy of `model` plus a linear head, in training mode (the original is left untouched)."""
+    body = copy.deepcopy(model).eval()
+    with torch.no_grad():  # the width of the features the head reads
+        width = body(torch.zeros(1, 3, image_size, image_size)).flatten(1).shape[1]
+    return nn.Sequential(body, nn.Flatten(), nn.Linear(width, num_classes)).train()
+
+
 def measure_training(model: nn.Module, *, image_size: int, batch_size: int = 32, warmup: int = 2, batches: int = 5,
                      precision: str = "32-true", device: str | None = None, memory_format: str = "auto",
                      num_classes: int = 10) -> float:
     """Training img/s (forward + backward + Adam step) of a copy of `model` plus a linear head, on random tensors."""
     dev = _device(device)
-    body = copy.deepcopy(model).eval()
-    with torch.no_grad():  # the width of the features the head reads
-        width = body(torch.zeros(1, 3, image_size, image_size)).flatten(1).shape[1]
-    net = nn.Sequential(body, nn.Flatten(), nn.Linear(width, num_classes)).train()
-    net, layout = _prepare(net, dev, memory_format, False)
+    net, layout = _prepare(training_net(model, image_size, num_classes), dev, memory_format, False)
     x = torch.randn(batch_size, 3, image_size, image_size, device=dev).contiguous(memory_format=torch_format(layout))
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
     step = training_step_fn(net, torch.optim.Adam(net.parameters(), lr=1e-4), dev, precision)

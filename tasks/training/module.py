@@ -107,7 +107,8 @@ class ClassifierModule(L.LightningModule):
         self.test_metrics.update(probs, target)
         if self.test_confmat is not None:
             self.test_confmat.update(probs.argmax(dim=1), y)
-        self.test_outputs.append((probs.detach().cpu(), y.detach().cpu()))
+        # float32: under bf16/16-mixed the probabilities come out of autocast in half precision, which numpy cannot hold.
+        self.test_outputs.append((probs.detach().float().cpu(), y.detach().cpu()))
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
