@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"img/s, load {row['load_avg_1m']})", flush=True)
     table = pd.DataFrame(rows)
     dev = _device(args.device)
-    out = Path(args.out_dir) / f"pipeline_{dev.type}_bs{args.batch_size}_{args.precision}_w{args.num_workers}_t{torch.get_num_threads()}.csv"
+    name = f"pipeline_{dev.type}_bs{args.batch_size}_{args.precision}_w{args.num_workers}_t{torch.get_num_threads()}.csv"
+    out = Path(args.out_dir) / name
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     print(table.to_markdown(index=False))

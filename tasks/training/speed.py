@@ -26,6 +26,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+# ClassifierModule.on_after_batch_transfer converts the layout of every batch, whatever the DataModule;
+# Lightning warns that a module hook overrides the DataModule's, which is the intent here.
+warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
+
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 CPU_BF16_SLOWDOWN = "about 25x"  # measured in issue 12: ResNet-18 224 px, bf16 autocast vs fp32, AVX2 EPYC
 
