@@ -72,8 +72,7 @@ def test_training_runs_channels_last_and_records_the_precision(emulated_bf16):
     torch.manual_seed(0)
     probe = LayoutProbe()
     seen_input = []
-    module_cls = ClassifierModule
-    original = module_cls.training_step
+    original = ClassifierModule.training_step
 
     def spy(self, batch, batch_idx):
         seen_input.append(batch[0].is_contiguous(memory_format=torch.channels_last) and not batch[0].is_contiguous())
@@ -81,7 +80,7 @@ def test_training_runs_channels_last_and_records_the_precision(emulated_bf16):
 
     hp = get_strategy("full").resolve({"epochs": 1, "batch_size": 16})
     with pytest.MonkeyPatch.context() as mp, pytest.warns(RuntimeWarning, match="25x"):
-        mp.setattr(module_cls, "training_step", spy)
+        mp.setattr(ClassifierModule, "training_step", spy)
         result = train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
                                 accelerator="cpu", precision="bf16-mixed", callbacks=[probe])
     assert result.extra["precision"] == "bf16-mixed" and result.extra["memory_format"] == "channels_last"
