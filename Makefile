@@ -28,8 +28,8 @@ real-cpu:  ## the real-data CPU profile on ../shared/data (override DATA=...)
 report:  ## leaderboard of what has finished so far
 	$(BIN)/medtl report $(SUITE)
 
-perf:  ## inference FPS of the paper backbones at 224 px, file named by its conditions
-	$(BIN)/medtl throughput --backbones smallcnn,alexnet,resnet18,resnet50,densenet169,vgg16,inception_v3 --image-size 224 --batch-size 16
+perf:  ## medtl vs timm inference img/s, alternating (MODELS=resnet18,...); CSV reports/throughput/perf_*.csv
+	$(BIN)/python -m benchmark.perf $(if $(MODELS),--models $(MODELS))
 
 ui:  ## browse runs: prints the link to the suite's runs table (cells nested under their suite run), then serves the UI
 	@$(BIN)/medtl report $(SUITE) --ui-link http://127.0.0.1:$(MLFLOW_PORT) | sed 's/^/Runs of $(notdir $(SUITE)): /' || true

@@ -89,6 +89,8 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
         precision=spec.precision,
         num_workers=ctx.num_workers,
         progress_position=ctx.progress_position,
+        # A machine setting (float rounding only, not identity): suite key throughput.memory_format.
+        memory_format=str(ctx.throughput.get("memory_format", "auto")),
     )
     train = dict(fold=spec.fold, k=spec.folds, seed=spec.seed, hp=spec.hp, size=spec.image_size, strategy=spec.strategy)
     if spec.stage == "pretrain":
@@ -124,9 +126,11 @@ def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellCon
     tp = ctx.throughput
     throughput = measure_fps(
         module, image_size=spec.image_size, batch_size=int(tp.get("batch_size", 32)), warmup=int(tp.get("warmup", 2)),
-        batches=int(tp.get("batches", 5)), precision=spec.precision,
+        batches=int(tp.get("batches", 5)), precision=spec.precision, memory_format=str(tp.get("memory_format", "auto")),
     )
     run.set_tags(throughput.params())
+    # What training really ran in (bf16 on an emulating CPU runs as asked, with a warning: tasks.training.speed).
+    run.set_tags({f"medtl.{k}_effective": str(v) for k, v in result.extra.items() if k in ("precision", "memory_format")})
     return {
         "test/fps": throughput.fps,
         "test/fps_pipeline": len(fold.test) / max(result.test_seconds, 1e-9),

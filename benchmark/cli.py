@@ -89,31 +89,75 @@ def cmd_throughput(args) -> int:
     import torch
 
     from backbones import create_backbone, list_backbones
-    from benchmark.throughput import measure_fps
+    from benchmark.cost import flops_per_image
+    from benchmark.throughput import device_peak, fraction_of_peak, measure_fps, measure_latency, measure_training
+    from tasks.training.speed import warn_precision
     from tracking.environment import environment_tags
 
     names = args.backbones.split(",") if args.backbones else list_backbones()
+    sweep = [int(b) for b in (args.batch_sizes or str(args.batch_size)).split(",")]
+    warn_precision(args.precision, "cpu" if (args.device or "").startswith("cpu") else "auto")
+    common = dict(precision=args.precision, device=args.device, memory_format=args.memory_format)
     rows = []
     for name in names:
         net = create_backbone(name, "scratch")  # weights do not change speed
         size = max(args.image_size, net.input_config.min_size)
-        result = measure_fps(net, image_size=size, batch_size=args.batch_size, warmup=args.warmup, batches=args.batches,
-                             precision=args.precision, device=args.device)
-        params = sum(p.numel() for p in net.parameters()) / 1e6
-        rows.append({"backbone": name, "fps": round(result.fps, 1), "params_M": round(params, 2), **{k.split(".", 1)[1]: v for k, v in result.params().items()}})
-        print(f"{name:>16}: {result.fps:9.1f} images/s  ({params:.1f} M params)", flush=True)
+        flops = flops_per_image(net, size)
+        for batch in sweep:
+            r = measure_fps(net, image_size=size, batch_size=batch, warmup=args.warmup, batches=args.batches,
+                            compile=args.compile, **common)
+            peak = device_peak(r.device, args.precision, r.threads)
+            rows.append({"backbone": name, "mode": "inference", "batch_size": batch, "img_s": round(r.fps, 2),
+                         "flops_per_image": flops, "fraction_of_peak": fraction_of_peak(flops, r.fps, peak),
+                         "peak_flops": peak.flops, "peak_source": peak.source,
+                         **{k.split(".", 1)[1]: v for k, v in r.params().items() if k != "throughput.batch_size"}})
+            print(f"{name:>16} inference bs{batch:<4}: {r.fps:9.1f} img/s  ({rows[-1]['fraction_of_peak']:.1%} of peak, "
+                  f"{peak.source})", flush=True)
+        base = {k: v for k, v in rows[-1].items() if k not in ("mode", "batch_size", "img_s", "fraction_of_peak")}
+        lat = measure_latency(net, image_size=size, warmup=args.warmup, repeats=max(args.batches, 10), **common)
+        rows.append({**base, "mode": "latency", "batch_size": 1, **{k: round(v, 3) for k, v in lat.items()}})
+        print(f"{name:>16} latency bs1   : p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms", flush=True)
+        if not args.no_training:
+            fps = measure_training(net, image_size=size, batch_size=max(sweep), warmup=args.warmup, batches=args.batches,
+                                   **common)
+            rows.append({**base, "mode": "training", "batch_size": max(sweep), "img_s": round(fps, 2), "compiled": False,
+                         "fraction_of_peak": fraction_of_peak(3 * flops, fps, peak)})
+            print(f"{name:>16} training bs{max(sweep):<5}: {fps:9.1f} img/s (forward + backward + Adam step)", flush=True)
     table = pd.DataFrame(rows)
     tags = environment_tags()
     table["torch"] = tags["medtl.version.torch"]
     table["git_sha"] = tags["medtl.git_sha"]
+    table["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     device = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).replace(":", "")
+    layout = table["memory_format"].iloc[0] if args.memory_format == "auto" and len(table) else args.memory_format
     # The file name carries the conditions, so results from different settings never overwrite each other.
-    out = Path(args.out_dir) / f"fps_{device}_bs{args.batch_size}_{args.image_size}px_{args.precision}_t{torch.get_num_threads()}.csv"
+    out = Path(args.out_dir) / (f"throughput_{device}_{args.image_size}px_{args.precision}_{layout}"
+                                f"{'_compiled' if args.compile else ''}_t{torch.get_num_threads()}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
-    print(table.to_markdown(index=False))
-    print(f"Written to {out}. Model forward only, random input, after {args.warmup} warm-up batches.")
+    if args.tracking_uri:
+        _log_throughput(table, args.tracking_uri)
+    print(table.drop(columns=["peak_source", "git_sha"]).to_markdown(index=False))
+    print(f"Written to {out}. Model work only, random input, after {args.warmup} warm-up batches; training FLOPs "
+          "taken as 3x inference.")
     return 0
+
+
+def _log_throughput(table, uri: str) -> None:
+    """One MLflow run per (backbone, mode, batch) in experiment `throughput`: numbers as metrics, conditions as tags."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name("throughput")
+    experiment = found.experiment_id if found else client.create_experiment("throughput")
+    measures = ("img_s", "p50_ms", "p95_ms", "fraction_of_peak", "flops_per_image")
+    for row in table.to_dict("records"):
+        tags = {f"throughput.{k}": str(v) for k, v in row.items() if k not in measures}
+        run = client.create_run(experiment, run_name=f"{row['backbone']} {row['mode']} bs{row['batch_size']}", tags=tags)
+        for k in measures:
+            if k in row and row[k] == row[k]:
+                client.log_metric(run.info.run_id, k, float(row[k]))
+        client.set_terminated(run.info.run_id)
 
 
 def cmd_migrate(args) -> int:
@@ -160,14 +204,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--ui-link", metavar="BASE_URL", help="only print the MLflow UI link to the suite's runs table")
     report.set_defaults(func=cmd_report)
 
-    perf = sub.add_parser("throughput", help="inference FPS per backbone, with its conditions (make perf)")
+    perf = sub.add_parser("throughput", help="inference img/s over a batch sweep, latency, training img/s, FLOPs and "
+                          "fraction of peak per backbone, with their conditions (make perf)")
     perf.add_argument("--backbones", help="comma-separated names (default: all)")
     perf.add_argument("--image-size", type=int, default=224)
-    perf.add_argument("--batch-size", type=int, default=16)
+    perf.add_argument("--batch-size", type=int, default=16, help="one batch size (see --batch-sizes)")
+    perf.add_argument("--batch-sizes", help="inference sweep, e.g. 1,8,32 (default: --batch-size); training uses the largest")
     perf.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
+    perf.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
+                      help="auto: channels_last for convnets")
+    perf.add_argument("--compile", action="store_true", help="torch.compile the inference forward (off by default)")
+    perf.add_argument("--no-training", action="store_true", help="skip the training img/s measurement")
     perf.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     perf.add_argument("--warmup", type=int, default=2)
     perf.add_argument("--batches", type=int, default=5)
+    perf.add_argument("--tracking-uri", help="also log each row as an MLflow run (experiment 'throughput')")
     perf.add_argument("--out-dir", default="reports/throughput")
     perf.set_defaults(func=cmd_throughput)
 

@@ -111,6 +111,7 @@ class Throughput(_Strict):
     batch_size: Annotated[int, Field(ge=1)] = 32
     warmup: Annotated[int, Field(ge=0)] = 2
     batches: Annotated[int, Field(ge=1)] = 5
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # a machine setting (tasks.training.speed)
 
 
 class SuiteModel(_Strict):

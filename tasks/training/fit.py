@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from tasks.data.datamodule import TaskDataModule
 from tasks.data.index import Task
 from tasks.training.module import ClassifierModule
+from tasks.training.speed import MemoryFormat, warn_precision
 from tasks.training.strategies import Strategy, get_strategy
 
 
@@ -78,6 +79,7 @@ def train_and_test(
     callbacks: list[Callback] | None = None,
     keep_checkpoint: Path | None = None,
     feature_cache: Path | None = None,
+    memory_format: str = "auto",
 ) -> TrainResult:
     """Train `backbone` + a new head on `task`'s fold with hyperparameters `hp`, then test.
 
@@ -91,6 +93,10 @@ def train_and_test(
     `tasks.training.features.default_cache_dir()`), extracts on one device in float32 (`devices`
     and `precision` do not apply to it) and writes no checkpoint. A strategy that cannot apply to
     this backbone or task raises StrategyNotApplicable here, before any work.
+
+    `memory_format` (a machine setting: auto | channels_last | contiguous; auto = channels_last for
+    convnets) is the layout of weights and batches (`tasks.training.speed`). bf16 asked on a CPU that
+    emulates it runs as asked with a warning; `result.extra` records the precision and layout used.
     """
     strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
     strategy.check(backbone, hp, image_size=size, kind=task.meta.kind)
@@ -138,10 +144,13 @@ def train_and_test(
                       "(the training set is too small to carve validation rows from).", stacklevel=2)
         select = "last"
     # Checkpoints of the selected epoch live in a temporary folder, gone after the test.
+    layout = MemoryFormat(memory_format)
+    precision = warn_precision(precision, accelerator)
     with tempfile.TemporaryDirectory(prefix="medtl-ckpt-") as folder:
         result = _fit_and_test(module, datamodule, strategy, hp, selection_callbacks(select, patience, Path(folder)),
                                logger=logger, accelerator=accelerator, devices=devices, precision=precision,
-                               progress_position=progress_position, callbacks=callbacks)
+                               progress_position=progress_position, callbacks=[layout, *(callbacks or [])])
+        result.extra.update({"precision": precision, "memory_format": layout.resolved or "contiguous"})
         best = next(Path(folder).glob("*.ckpt"), None)
         if keep_checkpoint is not None and best is not None:
             shutil.copy(best, keep_checkpoint)

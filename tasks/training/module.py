@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from tasks.data.index import TaskMeta
 from tasks.training.metrics import classification_metrics, confusion_matrix_metric
 from tasks.training.schedules import OPTIMIZERS, build_optimizer, build_schedule
+from tasks.training.speed import to_format
 
 
 class ClassifierModule(L.LightningModule):
@@ -47,6 +48,14 @@ class ClassifierModule(L.LightningModule):
         self.test_metrics = classification_metrics(meta).clone(prefix="test/")
         self.test_confmat = confusion_matrix_metric(meta)
         self.test_outputs: list[tuple[Tensor, Tensor]] = []
+        self.input_memory_format: str | None = None  # set by tasks.training.speed.MemoryFormat
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Images in the layout the weights were put in (channels_last for convnets): a mismatch
+        # makes every convolution convert, losing the layout's speed.
+        if self.input_memory_format is None or not isinstance(batch, (list, tuple)):
+            return batch
+        return type(batch)([to_format(batch[0], self.input_memory_format), *batch[1:]])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))
@@ -98,7 +107,8 @@ class ClassifierModule(L.LightningModule):
         self.test_metrics.update(probs, target)
         if self.test_confmat is not None:
             self.test_confmat.update(probs.argmax(dim=1), y)
-        self.test_outputs.append((probs.detach().cpu(), y.detach().cpu()))
+        # float32: under bf16/16-mixed the probabilities come out of autocast in half precision, which numpy cannot hold.
+        self.test_outputs.append((probs.detach().float().cpu(), y.detach().cpu()))
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
