@@ -256,8 +256,8 @@ def counted(study) -> int:
     """Trials that use the budget: finished (COMPLETE, PRUNED) or running now."""
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
-                                                        TrialState.WAITING)))
+    # WAITING (enqueued) trials are not counted: `ask` runs them before drawing new ones.
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
 
 
 def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, experiment_id: str) -> None:

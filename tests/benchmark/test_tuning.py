@@ -20,7 +20,7 @@ SUITE = """\
 name: {name}
 target:
   dataset: gen-target
-  options: {{size: 32, scale: 0.3}}
+  options: {{size: 32, scale: {scale}}}
 folds: 3
 seeds: [0]
 image_size: 32
@@ -37,9 +37,9 @@ throughput: {{batch_size: 16, warmup: 1, batches: 1}}
 """
 
 
-def _suite(tmp_path, name="tunetest", epochs=1, extra=""):
+def _suite(tmp_path, name="tunetest", epochs=1, extra="", scale=0.3):
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SUITE.format(name=name, epochs=epochs, extra=textwrap.dedent(extra)))
+    path.write_text(SUITE.format(name=name, epochs=epochs, extra=textwrap.dedent(extra), scale=scale))
     return path
 
 
@@ -117,17 +117,32 @@ def test_no_test_fold_row_reaches_a_trial_and_the_score_is_validation_mcc(workdi
         assert not any(k.startswith("test/") for k in run.data.metrics)
 
 
-def test_pruner_stops_hopeless_trials_early(workdir):
+def _label_coded_task(n: int = 150):
+    """Grey level = class (plus a little per-row jitter): a good learning rate separates it within one epoch."""
+    import numpy as np
+
+    from tasks.data.images import ArrayStore
+    from tasks.data.index import Task, TaskMeta, make_index
+
+    labels = np.arange(n) % 3
+    levels = (labels * 100 + np.arange(n) % 20).astype(np.uint8)
+    images = np.repeat(levels[:, None, None], 16, 1).repeat(16, 2)
+    return Task(TaskMeta("coded", ("a", "b", "c"), "multiclass"), make_index(range(n), labels), ArrayStore(images))
+
+
+def test_pruner_stops_hopeless_trials_early(workdir, monkeypatch):
+    task = _label_coded_task()
+    monkeypatch.setattr("benchmark.cell.load_cell_task", lambda spec, root, cache=None: task)
     row = study_rows(load_suite(_suite(workdir, epochs=3)))[0]
     storage, uri = f"sqlite:///{workdir}/optuna.db", f"sqlite:///{workdir}/mlruns.db"
     # Half the space is hopeless: lr 10 with SGD diverges (val/mcc 0); the first two trials are good (enqueued).
     study = optuna.create_study(study_name=row.name, storage=storage, direction="maximize")
     for _ in range(2):
-        study.enqueue_trial({"lr": 1e-3})
+        study.enqueue_trial({"lr": 3e-3})
     for _ in range(2):
         study.enqueue_trial({"lr": 10.0})
     study = tune_row(row, TuneSettings(storage=storage, n_trials=4, tracking_uri=uri, pruner="median",
-                                       space={"lr": lambda t, n: t.suggest_categorical(n, [1e-3, 10.0])}))
+                                       space={"lr": lambda t, n: t.suggest_categorical(n, [3e-3, 10.0])}))
     states = {t.number: t.state for t in study.trials}
     assert [states[n] for n in (0, 1)] == [optuna.trial.TrialState.COMPLETE] * 2
     hopeless = [t for t in study.trials if t.params["lr"] == 10.0]
