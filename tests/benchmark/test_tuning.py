@@ -171,3 +171,47 @@ def test_hparams_from_optuna_uses_the_best_trial(workdir):
     for run in cells:
         for name, value in best.items():
             assert run.data.params[f"hparams.{name}"] == str(value), name
+
+
+def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    path = _suite(workdir, name="killed", epochs=3)
+    storage, uri = f"sqlite:///{workdir}/optuna.db", f"sqlite:///{workdir}/mlruns.db"
+    command = [sys.executable, "-m", "benchmark.cli", "tune", str(path), "--n-trials", "3", "--storage", storage,
+               "--tracking-uri", uri, "--pruner", "none"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    name = study_rows(load_suite(path))[0].name
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:  # wait until trial 1 is running (trial 0 finished)
+            time.sleep(1)
+            try:
+                trials = optuna.load_study(study_name=name, storage=storage).trials
+            except KeyError:
+                continue
+            if any(t.number == 1 and t.state == optuna.trial.TrialState.RUNNING for t in trials):
+                break
+        else:
+            pytest.fail("trial 1 never started within 240 s")
+        time.sleep(2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "trial 1 was left RUNNING by a process that is gone; marked FAIL" in rerun.stdout
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    states = [t.state.name for t in trials]
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1 and trials[1].state.name == "FAIL"
+    assert len({t.number for t in trials}) == len(trials) == 4
+    runs = {int(r.data.tags["medtl.trial_number"]): r for r in _trial_runs(uri, "killed", name)}
+    assert sorted(runs) == [0, 1, 2, 3]
+    assert runs[1].info.status == "KILLED" and runs[1].data.tags[STATE_TAG] == "FAIL"
+    assert all(runs[n].data.tags[STATE_TAG] == "COMPLETE" for n in (0, 2, 3))
