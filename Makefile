@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUITE ?= benchmark/suites/smoke.yaml
 MLFLOW_PORT ?= 5000
 
-.PHONY: install test test-fast benchmark real-cpu report perf ui lint-imports constraints clean
+.PHONY: install test test-fast benchmark tune real-cpu report perf ui lint-imports constraints clean
 
 install:  ## create .venv and install medtl with its test extras, pinned by constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ test-fast:  ## everything but the tests that train several models
 
 benchmark:  ## run a suite (default: the smoke suite on generated data) and print its leaderboard
 	$(BIN)/medtl benchmark $(SUITE)
+
+tune:  ## a small Optuna study on generated data (storage sqlite:///optuna.db; optuna-dashboard sqlite:///optuna.db)
+	$(BIN)/medtl tune benchmark/suites/tune-smoke.yaml --n-trials 6
 
 real-cpu:  ## the real-data CPU profile on ../shared/data (override DATA=...)
 	$(BIN)/medtl benchmark benchmark/suites/real-cpu.yaml --data-root $(or $(DATA),../shared/data)

@@ -185,6 +185,20 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    """medtl tune SUITE [--n-trials N] [--storage URL|FILE] [--workers N] [--timeout S] (benchmark/tuning.py)."""
+    from benchmark.suite import load_suite
+    from benchmark.tuning import TuneSettings, storage_url, tune_suite
+
+    suite = load_suite(_suite_path(args.suite))
+    budget = args.n_trials or suite.tune_budget or 20
+    settings = TuneSettings(storage=storage_url(args.storage), n_trials=budget, timeout=args.timeout, workers=args.workers,
+                            pruner=args.pruner, seed=args.seed, tracking_uri=args.tracking_uri,
+                            data_root=_data_root(args.data_root), accelerator=args.accelerator)
+    studies = tune_suite(suite, settings)
+    return 0 if all(any(t.state.name == "COMPLETE" for t in s.trials) for s in studies) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medtl", description="Transfer-learning benchmark for medical image classification.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--tracking-uri", help="also log each row as an MLflow run (experiment 'throughput')")
     perf.add_argument("--out-dir", default="reports/throughput")
     perf.set_defaults(func=cmd_throughput)
+
+    tune = sub.add_parser("tune", help="Optuna studies: tune every row of a suite on validation rows (resumable)")
+    tune.add_argument("suite", help="suite YAML, or the name of a built-in suite (tune-smoke)")
+    tune.add_argument("--n-trials", type=int, help="each study's total budget, counting trials already in the storage "
+                                                     "(default: the suite's tune_budget, else 20)")
+    tune.add_argument("--storage", help="Optuna RDB URL or journal file path (default $MEDTL_OPTUNA_STORAGE or sqlite:///optuna.db)")
+    tune.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
+    tune.add_argument("--timeout", type=float, help="seconds after which a worker takes no new trial")
+    tune.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"))
+    tune.add_argument("--seed", type=int, default=0, help="TPE sampler seed (worker i uses seed + i)")
+    tune.add_argument("--data-root", help="folder holding the datasets (default $MEDTL_DATA)")
+    tune.add_argument("--tracking-uri")
+    tune.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto (default cpu)")
+    tune.set_defaults(func=cmd_tune)
 
     migrate = sub.add_parser("migrate", help="re-tag finished cells of an older store with the current cell identity")
     migrate.add_argument("--tracking-uri")

@@ -116,7 +116,7 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
     status = "FINISHED"
     try:
         with tqdm(total=len(suite.cells), desc=f"suite {suite.name}", unit="cell", position=0, dynamic_ncols=True) as bar:
-            for spec in suite.cells:
+            for spec in _cells_in_order(outcome, ctx, parent_id, echo):
                 if spec.hash in finished:
                     outcome.skipped.append(spec)
                     bar.update(1)
@@ -142,6 +142,7 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
                 finally:
                     claims.release(run_id)
                 bar.update(1)
+        suite = outcome.suite  # with tune_budget: reloaded after tuning, its cells carry the best trials' values
         if outcome.skipped:
             echo(f"Skipped {len(outcome.skipped)} of {len(suite.cells)} cells that already have a FINISHED run with the same spec hash.")
         if outcome.elsewhere:
@@ -170,6 +171,21 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
         claims.release(parent_id)
         client.set_terminated(parent_id, status)
     return outcome
+
+
+def _cells_in_order(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, echo):
+    """Pretraining cells; then, with `tune_budget`, every row's study (benchmark/tuning.py), after which the
+    suite is reloaded so `hparams_from: optuna` gives its cells the best trials' values; then the other cells."""
+    suite = outcome.suite
+    yield from (c for c in suite.cells if c.stage == "pretrain")
+    if suite.tune_budget:
+        from benchmark.tuning import TuneSettings, storage_url, tune_suite
+
+        ctx.client.set_tag(parent_id, "medtl.tune_budget", str(suite.tune_budget))
+        tune_suite(suite, TuneSettings(storage=storage_url(), n_trials=suite.tune_budget, tracking_uri=ctx.tracking_uri,
+                                       data_root=ctx.data_root, accelerator=ctx.accelerator), echo=tqdm.write)
+        outcome.suite = suite = load_suite(suite.path)
+    yield from (c for c in suite.cells if c.stage != "pretrain")
 
 
 def _await_pretraining(spec: RunSpec, ctx: CellContext, claims: Claims) -> None:

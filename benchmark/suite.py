@@ -17,6 +17,9 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   throughput    {batch_size, warmup, batches}
   num_workers   DataLoader worker processes (a machine setting, not part of any cell's identity)
   save_checkpoints  true: log each fine-tuning cell's tested (selected) Lightning checkpoint to its run
+  hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,
+                default sqlite:///optuna.db) over the suite's hparams; see benchmark/tuning.py
+  tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from benchmark.suite_schema import UniqueKeyLoader, error_message, hparam_errors
 
 KNOWN_KEYS = {"name", "description", "target", "folds", "seeds", "fractions", "backbones", "strategies",
               "sources", "hparams", "image_size", "throughput", "precision", "devices", "num_workers",
-              "save_checkpoints"}
+              "save_checkpoints", "hparams_from", "tune_budget"}
 
 
 class SuiteError(ValueError):
@@ -48,6 +51,8 @@ class Suite:
     throughput: dict = field(default_factory=dict)  # batch_size / warmup / batches for FPS
     num_workers: int = 0  # DataLoader workers per cell
     save_checkpoints: bool = False  # keep the tested epoch's checkpoint as an artifact
+    hparams_from: str = ""  # "optuna": cells use their row's best trial (benchmark/tuning.py)
+    tune_budget: int = 0  # trials per row tuned before the fine-tuning cells (0: no tuning)
 
     @property
     def finetune_cells(self) -> tuple[RunSpec, ...]:
@@ -91,7 +96,7 @@ def load_suite(path: Path | str) -> Suite:
             raise
         raise SuiteError(f"{path}: {exc}") from exc
     return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}), int(raw.get("num_workers", 0)),
-                 bool(raw.get("save_checkpoints", False)))
+                 bool(raw.get("save_checkpoints", False)), str(raw.get("hparams_from") or ""), int(raw.get("tune_budget") or 0))
 
 
 def validate(raw: dict, path: Path) -> None:
@@ -201,6 +206,22 @@ def _image_size(value: Any, backbone: str, path: Path) -> int:
     return size
 
 
+def _tuned(raw: dict, task: str, backbone: str, source: str, strategy: str, path: Path) -> dict | None:
+    """With `hparams_from: optuna`, the row's best trial params (benchmark/tuning.py); else None."""
+    if raw.get("hparams_from") != "optuna":
+        return None
+    from benchmark.tuning import best_params, storage_url, study_name, tunable
+
+    if not tunable(strategy):
+        return None
+    name = study_name(str(raw["name"]), task, backbone, source, strategy)
+    best = best_params(name)
+    if best is None and not raw.get("tune_budget"):
+        raise SuiteError(f"{path}: hparams_from: optuna, but study {name!r} in {storage_url()} has no COMPLETE trial. "
+                         f"Fix: run `medtl tune {path}` first, or set `tune_budget: N` to tune before the cells run.")
+    return best  # None before a tune_budget suite's first tuning: the runner reloads the suite after tuning
+
+
 def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
     """Cells of the suite: each pretraining cell once per backbone, then the fine-tuning grid."""
     from tasks.training import get_strategy
@@ -253,7 +274,7 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
                 raise SuiteError(f"{path}: source {source!r} needs 'weights: ...' or 'pretrain: {{dataset: ...}}'.")
         for source, weights in source_weights.items():
             for strategy in (s for s in strategies if not get_strategy(s).combines):  # ensembles come last
-                hparams = get_strategy(strategy).resolve(raw.get("hparams"))
+                hparams = get_strategy(strategy).resolve(raw.get("hparams"), _tuned(raw, target_dataset, str(backbone), source, strategy, path))
                 # A strategy that cannot apply (VLAD on a backbone without a spatial tap) fails here, before any cell.
                 get_strategy(strategy).check(str(backbone), hparams, image_size=common["image_size"])
                 for seed in seeds:

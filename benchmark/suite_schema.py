@@ -131,6 +131,8 @@ class SuiteModel(_Strict):
     devices: Annotated[int, Field(ge=1)] = 1
     num_workers: Annotated[int, Field(ge=0)] = 0
     save_checkpoints: bool = False
+    hparams_from: Literal["optuna"] | None = None  # each row's cells take its study's best trial (benchmark/tuning.py)
+    tune_budget: Annotated[int, Field(ge=1)] | None = None  # trials per row, tuned before the fine-tuning cells
 
     @field_validator("seeds", "fractions", "backbones", "strategies")
     @classmethod
