@@ -25,6 +25,9 @@ benchmark:  ## run a suite (default: the smoke suite on generated data) and prin
 tune:  ## a small Optuna study on generated data (storage sqlite:///optuna.db; optuna-dashboard sqlite:///optuna.db)
 	$(BIN)/medtl tune benchmark/suites/tune-smoke.yaml --n-trials 6
 
+medmnist-baseline:  ## MedMNIST v2's baseline protocol on BreastMNIST from scratch (override DATA=...)
+	$(BIN)/medtl benchmark benchmark/suites/medmnist-baseline.yaml --data-root $(or $(DATA),../shared/data)
+
 real-cpu:  ## the real-data CPU profile on ../shared/data (override DATA=...)
 	$(BIN)/medtl benchmark benchmark/suites/real-cpu.yaml --data-root $(or $(DATA),../shared/data)
 
