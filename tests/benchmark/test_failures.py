@@ -83,10 +83,12 @@ def test_throughput_command_writes_a_file_named_by_its_conditions(tmp_path, caps
 
     assert main(["throughput", "--backbones", "smallcnn", "--image-size", "32", "--batch-size", "4", "--batches", "2",
                  "--device", "cpu", "--out-dir", str(tmp_path)]) == 0
-    files = list(tmp_path.glob("fps_cpu_bs4_32px_32-true_t*.csv"))
+    # Named by its conditions (device, size, precision, memory format, threads); one row per measurement.
+    files = list(tmp_path.glob("throughput_cpu_32px_32-true_*_t*.csv"))
     assert len(files) == 1
-    row = pd.read_csv(files[0]).iloc[0]
-    assert row["backbone"] == "smallcnn" and row["fps"] > 0 and row["batch_size"] == 4 and row["image_size"] == 32
+    frame = pd.read_csv(files[0])
+    row = frame[frame["mode"] == "inference"].iloc[0]
+    assert row["backbone"] == "smallcnn" and row["img_s"] > 0 and row["batch_size"] == 4 and row["image_size"] == 32
 
 
 def test_multilabel_target_runs_as_a_suite(tmp_path, mlflow_uri):
