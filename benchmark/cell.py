@@ -26,8 +26,10 @@ from benchmark.throughput import measure_fps
 from benchmark.weights import MlflowWeights, provenance
 from pretrain import pretrain_backbone
 from tasks.data import Task, load_task
+from tasks.data.extension import extend_training
 from tasks.training import TrainResult, get_strategy, train_and_test
 from tasks.training.evaluation import per_class_report, per_label_confusion, predictions_table
+from tasks.training.metrics import DEFAULT_THRESHOLD
 from tracking import CellLogger, CellRun, log_confusion_matrix, log_dataframe, log_json
 
 
@@ -58,16 +60,29 @@ def load_cell_task(spec: RunSpec, data_root: Path | None, cache: OrderedDict | N
     root = None
     if spec.data_path:
         root = (data_root / spec.data_path) if data_root is not None else Path(spec.data_path)
-    key = (spec.task, str(root), json.dumps(spec.options, sort_keys=True, default=str))
+    key = (spec.task, str(root), json.dumps(spec.options, sort_keys=True, default=str), spec.extra_train)
     if cache is not None and key in cache:
         cache.move_to_end(key)
         return cache[key]
     task = load_task(spec.task, root, **spec.options)
+    if spec.extra_train:
+        task = _extended(task, spec, data_root)
     if cache is not None:
         cache[key] = task
         while len(cache) > TASKS_KEPT:
             cache.popitem(last=False)
     return task
+
+
+def _extended(task: Task, spec: RunSpec, data_root: Path | None) -> Task:
+    """The target plus its minority-class extensions (training rows only: tasks.data.extension)."""
+    extensions = []
+    for j, extension in enumerate(spec.extensions):
+        path = extension["path"]
+        root = ((data_root / path) if data_root is not None else Path(path)) if path else None
+        extra = load_task(extension["dataset"], root, **extension["options"])
+        extensions.append((extra, extension["classes"], f"target.extra_train[{j}] ({extension['dataset']} at {root})"))
+    return extend_training(task, extensions)
 
 
 def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
@@ -116,12 +131,15 @@ def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellCon
     names = list(task.meta.class_names)
     probs, targets = (t.numpy() for t in module.test_predictions())
     items = task.index["item"].to_numpy()[fold.test]
+    # Multi-label cells decide at the threshold chosen on validation rows (tasks.training.metrics).
+    threshold = float(getattr(module, "threshold", DEFAULT_THRESHOLD))
     if module.test_confmat is not None:
         log_confusion_matrix(ctx.client, run.run_id, module.test_confmat.compute().cpu().numpy(), names, title=spec.label)
         log_dataframe(ctx.client, run.run_id, per_class_report(probs, targets, names), "per_class_report.csv", "test")
     else:
-        log_dataframe(ctx.client, run.run_id, per_label_confusion(probs, targets, names), "per_label_confusion.csv", "test")
-    log_dataframe(ctx.client, run.run_id, predictions_table(items, probs, targets, names, module.multilabel),
+        log_dataframe(ctx.client, run.run_id, per_label_confusion(probs, targets, names, threshold),
+                      "per_label_confusion.csv", "test")
+    log_dataframe(ctx.client, run.run_id, predictions_table(items, probs, targets, names, module.multilabel, threshold),
                   "predictions.csv", "test")
     tp = ctx.throughput
     throughput = measure_fps(
@@ -140,5 +158,6 @@ def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellCon
         "data/train_rows": float(len(fold.train)),
         "data/val_rows": float(len(fold.val)),
         "data/test_rows": float(len(fold.test)),
+        **({"threshold": threshold} if module.multilabel else {}),
         **model_cost(module, spec.image_size),
     }

@@ -26,7 +26,7 @@ import torch
 from benchmark.spec import RunSpec
 from tasks.training import get_strategy
 from tasks.training.evaluation import per_class_report, per_label_confusion, predictions_table
-from tasks.training.metrics import score
+from tasks.training.metrics import DEFAULT_THRESHOLD, score
 
 PREDICTIONS = "test/predictions.csv"
 # axis -> the spec fields that identify one ensemble (everything but the axis it averages over)
@@ -123,13 +123,18 @@ def run_ensemble(spec: RunSpec, ctx, run, task) -> dict[str, float]:
     multilabel = meta.kind == "multilabel"
     items, probs, targets = average_predictions(member_predictions(ctx.client, [r.info.run_id for r in runs]), names, multilabel)
     log_json(ctx.client, run.run_id, spec.to_dict(), "spec.json")
-    metrics, confmat = score(torch.tensor(probs), torch.tensor(targets), meta)
+    # Multi-label: the members' validation-chosen thresholds, averaged (no test row chooses anything).
+    threshold = float(np.mean([r.data.metrics.get("threshold", DEFAULT_THRESHOLD) for r in runs])) if multilabel else DEFAULT_THRESHOLD
+    metrics, confmat = score(torch.tensor(probs), torch.tensor(targets), meta, threshold=threshold)
     if confmat is not None:
         log_confusion_matrix(ctx.client, run.run_id, confmat.numpy(), names, title=spec.label)
         log_dataframe(ctx.client, run.run_id, per_class_report(probs, targets, names), "per_class_report.csv", "test")
     else:
-        log_dataframe(ctx.client, run.run_id, per_label_confusion(probs, targets, names), "per_label_confusion.csv", "test")
-    log_dataframe(ctx.client, run.run_id, predictions_table(items, probs, targets, names, multilabel), "predictions.csv", "test")
+        log_dataframe(ctx.client, run.run_id, per_label_confusion(probs, targets, names, threshold), "per_label_confusion.csv", "test")
+    log_dataframe(ctx.client, run.run_id, predictions_table(items, probs, targets, names, multilabel, threshold),
+                  "predictions.csv", "test")
+    if multilabel:
+        metrics["threshold"] = threshold
     fps = [r.data.metrics.get("test/fps", float("nan")) for r in runs]
     metrics["test/fps"] = 1.0 / sum(1.0 / f for f in fps)  # members run one after another per image
     metrics["fit_seconds"] = sum(r.data.metrics.get("fit_seconds", 0.0) for r in runs)

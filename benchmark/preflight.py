@@ -54,7 +54,7 @@ def check_suite_data(cells: tuple[RunSpec, ...], data_root: Path | None, cache: 
     """Load and check every distinct dataset of `cells`; raise DataError naming the suite key. Returns how many."""
     seen: set = set()
     for spec in cells:
-        key = (spec.task, spec.data_path, repr(sorted(spec.options.items())), spec.folds == 0)
+        key = (spec.task, spec.data_path, repr(sorted(spec.options.items())), spec.folds == 0, spec.extra_train)
         if key in seen:
             continue
         seen.add(key)

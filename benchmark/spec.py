@@ -46,14 +46,20 @@ class RunSpec:
     precision: str = "32-true"  # Lightning precision flag
     devices: int = 1  # accelerators per cell (DDP when > 1)
     members: tuple[str, ...] = ()  # ensemble cells: the hashes of the cells whose predictions they average
+    # Minority-class extensions of the training rows (tasks.data.extension): one canonical JSON
+    # {dataset, path, options, classes} each, in the suite's order.
+    extra_train: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"Unknown stage {self.stage!r}. Valid stages: {', '.join(STAGES)}.")
 
     @staticmethod
-    def build(*, task_options: dict | None = None, hparams: dict | None = None, members=(), **fields) -> "RunSpec":
-        return RunSpec(task_options=_frozen(task_options), hparams=_frozen(hparams), members=tuple(sorted(members)), **fields)
+    def build(*, task_options: dict | None = None, hparams: dict | None = None, members=(), extra_train=(),
+              **fields) -> "RunSpec":
+        return RunSpec(task_options=_frozen(task_options), hparams=_frozen(hparams), members=tuple(sorted(members)),
+                       extra_train=tuple(json.dumps(e, sort_keys=True, default=str) if not isinstance(e, str) else e
+                                         for e in extra_train), **fields)
 
     @property
     def hp(self) -> dict[str, Any]:
@@ -68,7 +74,13 @@ class RunSpec:
         d["task_options"] = dict(self.task_options)
         d["hparams"] = dict(self.hparams)
         d["members"] = list(self.members)
+        d["extra_train"] = [json.loads(e) for e in self.extra_train]
         return d
+
+    @property
+    def extensions(self) -> list[dict[str, Any]]:
+        """The minority-class extensions: {dataset, path, options, classes} each."""
+        return [json.loads(e) for e in self.extra_train]
 
     def identity(self) -> dict[str, Any]:
         """What the hash covers (see the module docstring)."""
@@ -83,6 +95,8 @@ class RunSpec:
         d["hparams"] = identity(get_strategy(self.strategy).table, d["hparams"])
         if not d["members"]:  # added with ensembles: cells that are not ensembles hash as before
             del d["members"]
+        if not d["extra_train"]:  # added with minority-class extension: cells without one hash as before
+            del d["extra_train"]
         return d
 
     @cached_property

@@ -4,7 +4,10 @@
 
 Schema (see benchmark/suites/smoke.yaml for a commented example):
   name          suite name; the MLflow experiment is `medtl-<name>`
-  target        {dataset, path (under --data-root, "" for generated), options}
+  target        {dataset, path (under --data-root, "" for generated), options,
+                 extra_train: [{dataset, path, options, classes: [...]}]}: minority-class extension,
+                 extra images of the named classes added to the training rows of every fine-tuning
+                 cell, never to validation or test (tasks/data/extension.py)
   folds         k for stratified k-fold, or "official" for the dataset's own split
   seeds, fractions, backbones, strategies   lists (the axes)
   sources       mapping name -> {weights: scratch|imagenet|file:...|run:...}
@@ -119,7 +122,8 @@ def check_names(raw: dict, path: Path) -> None:
 
     sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
     datasets = {(raw.get("target") or {}).get("dataset")} | {
-        (d or {}).get("pretrain", {}).get("dataset") for d in sources.values() if isinstance(d, dict)}
+        (d or {}).get("pretrain", {}).get("dataset") for d in sources.values() if isinstance(d, dict)} | {
+        e.get("dataset") for e in ((raw.get("target") or {}).get("extra_train") or []) if isinstance(e, dict)}
     for kind, valid, used in (("dataset", list_datasets(), datasets - {None}),
                               ("strategy", list_strategies(), set(raw.get("strategies") or ["full"]))):
         unknown = sorted(map(str, used - set(valid)))
@@ -239,6 +243,9 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
     common = {"precision": str(raw.get("precision", "32-true")), "devices": int(raw.get("devices", 1))}
     target_dataset = str(_need(target, "dataset", path))
     target_options = _task_options(target_dataset, target.get("options"))
+    extra_train = [{"dataset": str(e["dataset"]), "path": str(e.get("path", "")),
+                    "options": _task_options(str(e["dataset"]), e.get("options")), "classes": [str(c) for c in e["classes"]]}
+                   for e in (target.get("extra_train") or [])]
 
     pretrain_cells: list[RunSpec] = []
     finetune_cells: list[RunSpec] = []
@@ -295,6 +302,7 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
                                     strategy=strategy,
                                     hparams=hparams,
                                     fraction=float(fraction),
+                                    extra_train=extra_train,
                                     **common,
                                 )
                             )

@@ -79,10 +79,20 @@ class _Strict(BaseModel):
 Folds = Annotated[int, Field(ge=2)] | Literal["official"]
 
 
+class ExtraTrain(_Strict):
+    """Minority-class extension (Hicks et al.): extra images for `classes`, training rows only."""
+
+    dataset: str
+    path: str = ""
+    options: dict[str, Any] | None = None
+    classes: Annotated[list[str], Field(min_length=1)]
+
+
 class Target(_Strict):
     dataset: str  # a registered dataset name (checked against the registry afterwards)
     path: str = ""  # under --data-root; "" for generated data
     options: dict[str, Any] | None = None  # adapter options (checked against the adapter afterwards)
+    extra_train: list[ExtraTrain] | None = None  # tasks/data/extension.py
 
 
 class Pretrain(_Strict):
@@ -165,7 +175,8 @@ FIXES = {
     "devices": "write an integer >= 1",
     "num_workers": "write an integer >= 0 (DataLoader worker processes)",
     "save_checkpoints": "write true or false",
-    "target": "give target: {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}}",
+    "extra_train": "give a list of {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, classes: [TARGET-CLASS, ...]}",
+    "target": "give target: {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, extra_train: [...]}",
     "pretrain": "give pretrain: {dataset: NAME, path: ..., options: {...}, weights: ..., folds: ..., hparams: {...}}",
     "hparams": "write a mapping of hyperparameter names to values (tasks/training/hparams.py)",
 }

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from tasks.data.extension import base_rows, extra_rows
 from tasks.data.fractions import nested_subsets
 from tasks.data.index import Task
 from tasks.data.splits import Fold, make_fold
@@ -64,7 +65,9 @@ class TaskDataModule(L.LightningDataModule):
 
     `fold=-1` uses the task's official split. `fraction` < 1 keeps that share of the training rows,
     `fraction` > 1 that many images (Hicks et al.'s 657-image run), as nested stratified subsets
-    (`tasks.data.fractions`); the val and test rows are never reduced.
+    (`tasks.data.fractions`); the val and test rows are never reduced. A task with a minority-class
+    extension (`tasks.data.extension`) is split on its own rows only, and the extra rows join the
+    training part of every fold (after `fraction`), never validation or test.
     """
 
     def __init__(
@@ -94,9 +97,15 @@ class TaskDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.fold is not None:
             return
-        fold = make_fold(self.task, fold=self.fold_id, k=self.k, seed=self.seed, val_fraction=self.val_fraction)
+        own, extra = base_rows(self.task), extra_rows(self.task)
+        # Split the target's own rows exactly as without an extension (same folds, same seeds).
+        target = self.task if len(extra) == 0 else self.task.subset(own)
+        fold = make_fold(target, fold=self.fold_id, k=self.k, seed=self.seed, val_fraction=self.val_fraction)
+        fold = Fold(own[fold.train], own[fold.val], own[fold.test])
         if self.fraction != 1.0:
             fold = Fold(self._subsample(fold.train), fold.val, fold.test)
+        if len(extra):
+            fold = Fold(np.concatenate([fold.train, extra]), fold.val, fold.test)
         self.fold = fold
 
     def _subsample(self, rows: np.ndarray) -> np.ndarray:

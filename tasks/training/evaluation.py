@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report, multilabel_confusion_matrix
 
-MULTILABEL_THRESHOLD = 0.5  # the threshold torchmetrics' multilabel metrics use
+from tasks.training.metrics import DEFAULT_THRESHOLD
 
 
-def predicted_labels(probs: np.ndarray, multilabel: bool) -> np.ndarray:
-    """Class ids (single-label) or a boolean (N, C) matrix (multi-label) from probabilities."""
-    return probs >= MULTILABEL_THRESHOLD if multilabel else probs.argmax(axis=1)
+def predicted_labels(probs: np.ndarray, multilabel: bool, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Class ids (single-label) or a boolean (N, C) matrix (multi-label, at the cell's chosen threshold)."""
+    return probs >= threshold if multilabel else probs.argmax(axis=1)
 
 
 def per_class_report(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
@@ -29,10 +29,11 @@ def per_class_report(probs: np.ndarray, targets: np.ndarray, class_names: Sequen
     return pd.DataFrame(report).T.rename_axis("class").reset_index()
 
 
-def per_label_confusion(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str]) -> pd.DataFrame:
-    """tn, fp, fn, tp per label of a multi-label task."""
+def per_label_confusion(probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str],
+                        threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """tn, fp, fn, tp per label of a multi-label task at `threshold`."""
     names = list(class_names)
-    predicted = predicted_labels(probs, multilabel=True)
+    predicted = predicted_labels(probs, multilabel=True, threshold=threshold)
     counts = multilabel_confusion_matrix(targets.astype(int), predicted.astype(int), labels=list(range(len(names))))
     frame = pd.DataFrame(counts.reshape(len(names), 4), columns=["tn", "fp", "fn", "tp"])
     frame.insert(0, "label", names)
@@ -40,9 +41,9 @@ def per_label_confusion(probs: np.ndarray, targets: np.ndarray, class_names: Seq
 
 
 def predictions_table(items: Sequence, probs: np.ndarray, targets: np.ndarray, class_names: Sequence[str],
-                      multilabel: bool) -> pd.DataFrame:
+                      multilabel: bool, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """One row per test image: item, target(s), prediction(s) and the probability of every class."""
-    predicted = predicted_labels(probs, multilabel)
+    predicted = predicted_labels(probs, multilabel, threshold)
     if multilabel:
         frame = pd.DataFrame({"item": list(items), "targets": [np.flatnonzero(t).tolist() for t in targets],
                               "predicted": [np.flatnonzero(p).tolist() for p in predicted]})

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from tasks.data.index import TaskMeta
-from tasks.training.metrics import classification_metrics, confusion_matrix_metric
+from tasks.training.metrics import DEFAULT_THRESHOLD, choose_threshold, classification_metrics, confusion_matrix_metric
 from tasks.training.schedules import OPTIMIZERS, build_optimizer, build_schedule
 from tasks.training.speed import to_format
 
@@ -18,6 +18,8 @@ class ClassifierModule(L.LightningModule):
     L1/L2 penalties apply to the head only (Hicks et al. regularised the new layers, not the
     pretrained ones). Strategies that freeze or unfreeze the backbone are callbacks
     (`tasks.training.strategies`); `configure_optimizers` takes whatever is trainable when fit starts.
+    A multi-label module tests at the decision threshold that maximises sample F1 on the validation
+    rows, chosen with the weights being tested (`threshold`; 0.5 when there are no validation rows).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class ClassifierModule(L.LightningModule):
         self.test_metrics = classification_metrics(meta).clone(prefix="test/")
         self.test_confmat = confusion_matrix_metric(meta)
         self.test_outputs: list[tuple[Tensor, Tensor]] = []
+        self.threshold = DEFAULT_THRESHOLD  # multi-label decision threshold used by the last test
         self.input_memory_format: str | None = None  # set by tasks.training.speed.MemoryFormat
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -94,6 +97,29 @@ class ClassifierModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=False)
         self.val_metrics.reset()
+
+    def on_test_start(self) -> None:
+        # The selected epoch's weights are loaded by now (ckpt_path), so the threshold fits them.
+        if self.multilabel:
+            self.threshold = self.choose_threshold()
+            self.test_metrics = classification_metrics(self.meta, self.threshold).clone(prefix="test/").to(self.device)
+
+    def choose_threshold(self) -> float:
+        """Best sample-F1 threshold on the datamodule's validation rows (never the test rows)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        fold = getattr(datamodule, "fold", None)
+        if fold is None or len(fold.val) == 0:
+            return DEFAULT_THRESHOLD
+        probs, targets = [], []
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            for batch in datamodule.val_dataloader():
+                x, y = self.on_after_batch_transfer([batch[0].to(self.device), batch[1]], 0)
+                probs.append(self.probabilities(self(x)).float().cpu())
+                targets.append(y)
+        self.train(was_training)
+        return choose_threshold(torch.cat(probs).numpy(), torch.cat(targets).numpy())
 
     def on_test_epoch_start(self) -> None:
         self.test_outputs = []

@@ -54,7 +54,7 @@ from backbones.registry import input_config
 from tasks.data.index import Task, TaskMeta
 from tasks.training.features import FINAL, content_digests, forward_tap, meta_backbone, pool_output, spatial_taps, tap_features, tap_shapes
 from tasks.training.hparams import HParam
-from tasks.training.metrics import classification_metrics, confusion_matrix_metric
+from tasks.training.metrics import DEFAULT_THRESHOLD, choose_threshold, classification_metrics, confusion_matrix_metric
 from tasks.training.strategies import StrategyNotApplicable, list_strategies, register_strategy
 
 IMAGE_SIZE = "image_size"  # `scales` value meaning the cell's own image size
@@ -222,6 +222,11 @@ class FrozenFeatureClassifier(nn.Module):
         self.test_metrics = classification_metrics(meta).clone(prefix="test/")
         self.test_confmat = confusion_matrix_metric(meta)
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.threshold = DEFAULT_THRESHOLD  # multi-label decision threshold (chosen on validation rows)
+
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold = float(threshold)
+        self.test_metrics = classification_metrics(self.meta, self.threshold).clone(prefix="test/")
 
     def probabilities_of(self, per_scale: list[np.ndarray]) -> np.ndarray:
         return svm_probabilities(self.svm, self.encoder.transform(per_scale), self.meta, self.train_targets)
@@ -296,14 +301,17 @@ def fit_frozen(task: Task, backbone: Backbone, fold, hp: Mapping[str, Any], *, s
     fit_seconds = time.perf_counter() - start
     model = FrozenFeatureClassifier(backbone, task.meta, tap=tap, scales=scales, encoder=encoder, svm=svm,
                                     train_targets=y_train)
+    val = np.asarray(fold.val)
+    val_probs = model.probabilities_of([a[val] for a in arrays]) if len(val) else None
+    if multilabel and val_probs is not None:  # the decision threshold: chosen on validation rows, as trained cells do
+        model.set_threshold(choose_threshold(val_probs, targets_of(task, val)))
     start = time.perf_counter()
     test = np.asarray(fold.test)
     metrics = model.record_test(model.probabilities_of([a[test] for a in arrays]), targets_of(task, test))
     test_seconds = time.perf_counter() - start + len(test) * sum(f.seconds_per_image for f in features)
-    val = np.asarray(fold.val)
-    if len(val):  # reported like a trained cell's validation metrics; nothing is chosen with them
-        scorer = classification_metrics(task.meta).clone(prefix="val/")
-        probs = torch.from_numpy(np.asarray(model.probabilities_of([a[val] for a in arrays]), dtype=np.float32))
+    if val_probs is not None:  # reported like a trained cell's validation metrics (only the threshold is chosen)
+        scorer = classification_metrics(task.meta, model.threshold).clone(prefix="val/")
+        probs = torch.from_numpy(np.asarray(val_probs, dtype=np.float32))
         y_val = torch.from_numpy(targets_of(task, val))
         scorer.update(probs, y_val.int() if multilabel else y_val)
         metrics.update({k: float(v) for k, v in scorer.compute().items()})
