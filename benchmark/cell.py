@@ -106,6 +106,8 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
         progress_position=ctx.progress_position,
         # A machine setting (float rounding only, not identity): suite key throughput.memory_format.
         memory_format=str(ctx.throughput.get("memory_format", "auto")),
+        # Also a machine setting: per-image CPU augmentation, or a uint8 store augmented on the device.
+        pipeline=str(ctx.throughput.get("pipeline", "auto")),
     )
     train = dict(fold=spec.fold, k=spec.folds, seed=spec.seed, hp=spec.hp, size=spec.image_size, strategy=spec.strategy)
     if spec.stage == "pretrain":
@@ -148,7 +150,7 @@ def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellCon
     )
     run.set_tags(throughput.params())
     # What training really ran in (bf16 on an emulating CPU runs as asked, with a warning: tasks.training.speed).
-    run.set_tags({f"medtl.{k}_effective": str(v) for k, v in result.extra.items() if k in ("precision", "memory_format")})
+    run.set_tags({f"medtl.{k}_effective": str(v) for k, v in result.extra.items() if k in ("precision", "memory_format", "pipeline")})
     return {
         "test/fps": throughput.fps,
         "test/fps_pipeline": len(fold.test) / max(result.test_seconds, 1e-9),

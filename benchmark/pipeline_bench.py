@@ -2,9 +2,11 @@
 
     python -m benchmark.pipeline_bench                                   # resnet18 + smallcnn at 32 and 64 px
     python -m benchmark.pipeline_bench --models smallcnn --sizes 32 --batches 4 --rounds 2
+    python -m benchmark.pipeline_bench --pipeline device    # uint8 store + batch augmentation on the device
 
 End to end = the real `TaskDataModule` train loader (in-memory generated images, albumentations
-per image, `--num-workers` processes) feeding forward + backward + Adam step; model only = the
+per image, `--num-workers` processes; or with `--pipeline device` the uint8 tensor store whose
+batches are augmented on the training device, `tasks.data.device_pipeline`) feeding forward + backward + Adam step; model only = the
 same step on one random batch already in memory. Same model, batch, precision and memory format
 (channels_last for convnets, `tasks.training.speed`). The two alternate within each round so a
 shared machine's load hits both alike; the median over rounds is kept. Also reported: the loader
@@ -42,14 +44,14 @@ def _timed(step, batches, n: int, sync) -> float:
 
 
 def bench(model_name: str, size: int, *, batch_size: int, batches: int, rounds: int, num_workers: int,
-          precision: str, device: str | None, memory_format: str) -> dict:
+          precision: str, device: str | None, memory_format: str, pipeline: str = "cpu") -> dict:
     dev = _device(device)
     # Enough rows that the timed batches come from real epochs (gen-target: 136 images at scale 1).
     task = load_task("gen-target", size=size, scale=max(1.0, batch_size * (batches + 1) / 80))
     backbone = create_backbone(model_name, "scratch")
     config = backbone.input_config
     data = TaskDataModule(task, fold=0, k=3, seed=0, size=size, mean=config.mean, std=config.std, batch_size=batch_size,
-                          augment="light", num_workers=num_workers)
+                          augment="light", num_workers=num_workers, pipeline=pipeline, pin_memory=dev.type == "cuda")
     data.setup()
     net, layout = _prepare(training_net(backbone, size, task.meta.num_classes), dev, memory_format, False)
     step = training_step_fn(net, torch.optim.Adam(net.parameters(), lr=1e-4), dev, precision)
@@ -58,7 +60,9 @@ def bench(model_name: str, size: int, *, batch_size: int, batches: int, rounds: 
     def loader_batches():
         while True:  # epochs back to back, as Lightning's loop runs them
             for x, y in data.train_dataloader():
-                yield to_format(x.to(dev, non_blocking=True), layout), y.to(dev, non_blocking=True)
+                # The device pipeline's augmentation runs here, on `dev`, as in training (a no-op for cpu).
+                x, y = data.device_transform((x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)), training=True)
+                yield to_format(x, layout), y
 
     x0 = to_format(torch.randn(batch_size, 3, size, size, device=dev), layout)
     y0 = torch.randint(0, task.meta.num_classes, (batch_size,), device=dev)
@@ -77,7 +81,7 @@ def bench(model_name: str, size: int, *, batch_size: int, batches: int, rounds: 
             # With the loader in the main process, a batch costs loading + training time, so end to end
             # can reach at most this; computed from two rates, it is steadier than the ratio on a loaded machine.
             "efficiency_serial_bound": round(1 / (1 + med["model_only"] / med["loader_only"]), 3), "batch_size": batch_size,
-            "batches": batches, "rounds": rounds, "num_workers": num_workers, "precision": precision,
+            "batches": batches, "rounds": rounds, "pipeline": pipeline, "num_workers": num_workers, "precision": precision,
             "memory_format": layout, "device": device_name(dev), "threads": torch.get_num_threads(),
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 
@@ -95,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"])
     parser.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    parser.add_argument("--pipeline", default="cpu", choices=["cpu", "device"],
+                        help="cpu: albumentations per image; device: uint8 store + batch augmentation on the device")
     parser.add_argument("--out-dir", default="reports/throughput")
     args = parser.parse_args(argv)
     rows = []
@@ -102,14 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         for size in (int(s) for s in args.sizes.split(",")):
             row = bench(name, size, batch_size=args.batch_size, batches=args.batches, rounds=args.rounds,
                         num_workers=args.num_workers, precision=args.precision, device=args.device,
-                        memory_format=args.memory_format)
+                        memory_format=args.memory_format, pipeline=args.pipeline)
             rows.append(row)
             print(f"{name:>10} {size:>3} px: end to end {row['end_to_end img/s']} img/s / model only "
                   f"{row['model_only img/s']} img/s = {row['efficiency']:.2f} (loader alone {row['loader_only img/s']} "
                   f"img/s, load {row['load_avg_1m']})", flush=True)
     table = pd.DataFrame(rows)
     dev = _device(args.device)
-    name = f"pipeline_{dev.type}_bs{args.batch_size}_{args.precision}_w{args.num_workers}_t{torch.get_num_threads()}.csv"
+    name = f"pipeline_{args.pipeline}_{dev.type}_bs{args.batch_size}_{args.precision}_w{args.num_workers}_t{torch.get_num_threads()}.csv"
     out = Path(args.out_dir) / name
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)

@@ -17,7 +17,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   hparams       overrides of the hyperparameter table (tasks/training/hparams.py and each strategy's own)
   image_size    network input side in pixels, or `native` for each backbone's own (224 for the
                 ImageNet networks, 299 for the Inceptions: what ImageNet weights need)
-  throughput    {batch_size, warmup, batches, memory_format: auto|channels_last|contiguous}
+  throughput    {batch_size, warmup, batches, memory_format: auto|channels_last|contiguous,
+                 pipeline: auto|cpu|device (tasks/data/device_pipeline.py)}: machine settings
   num_workers   DataLoader worker processes (a machine setting, not part of any cell's identity)
   save_checkpoints  true: log each fine-tuning cell's tested (selected) Lightning checkpoint to its run
   hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,

@@ -122,6 +122,7 @@ class Throughput(_Strict):
     warmup: Annotated[int, Field(ge=0)] = 2
     batches: Annotated[int, Field(ge=1)] = 5
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # a machine setting (tasks.training.speed)
+    pipeline: Literal["auto", "cpu", "device"] = "auto"  # a machine setting (tasks.data.device_pipeline)
 
 
 class SuiteModel(_Strict):
@@ -170,7 +171,8 @@ FIXES = {
     "sources": "give each source either `weights: scratch|imagenet|file:<path>|run:<id>` or "
                "`pretrain: {dataset: ...}`, not both",
     "image_size": "write a whole number of pixels or 'native'",
-    "throughput": "use batch_size >= 1, warmup >= 0, batches >= 1",
+    "throughput": "use batch_size >= 1, warmup >= 0, batches >= 1, memory_format auto|channels_last|contiguous, "
+                  "pipeline auto|cpu|device",
     "precision": "use one of Lightning's precisions, e.g. 32-true or bf16-mixed",
     "devices": "write an integer >= 1",
     "num_workers": "write an integer >= 0 (DataLoader worker processes)",

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from tasks.data.device_pipeline import DeviceTransform, decode_store, stored_loader
 from tasks.data.extension import base_rows, extra_rows
 from tasks.data.fractions import nested_subsets
 from tasks.data.index import Task
@@ -68,6 +69,11 @@ class TaskDataModule(L.LightningDataModule):
     (`tasks.data.fractions`); the val and test rows are never reduced. A task with a minority-class
     extension (`tasks.data.extension`) is split on its own rows only, and the extra rows join the
     training part of every fold (after `fraction`), never validation or test.
+
+    `pipeline` is `cpu` (albumentations per image, in `num_workers` loader processes) or `device`
+    (`tasks.data.device_pipeline`: every row decoded once into a uint8 tensor store, whole batches
+    served from it and augmented on the training device by `device_transform`, which the module's
+    `on_after_batch_transfer` applies). `pin_memory` speeds host-to-GPU copies; off on CPUs.
     """
 
     def __init__(
@@ -85,8 +91,15 @@ class TaskDataModule(L.LightningDataModule):
         num_workers: int = 0,
         val_fraction: float = 0.15,
         fraction: float = 1.0,
+        pipeline: str = "cpu",
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
+        if pipeline not in ("cpu", "device"):
+            raise ValueError(f"pipeline must be resolved to cpu or device (tasks.data.device_pipeline), got {pipeline!r}.")
+        self.pipeline, self.pin_memory = pipeline, pin_memory
+        self._stores: dict[str, torch.Tensor] = {}
+        self._device_transform = DeviceTransform(augment, mean, std) if pipeline == "device" else None
         self.task = task
         self.fold_id, self.k, self.seed = fold, k, seed
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
@@ -122,6 +135,19 @@ class TaskDataModule(L.LightningDataModule):
         labels = self.task.labels[self.fold.train]
         return torch.tensor(balanced_class_weights(labels, self.task.meta.num_classes), dtype=torch.float32)
 
+    def _stored(self, part: str, rows: np.ndarray, train: bool) -> DataLoader:
+        if part not in self._stores:  # each row decoded once per datamodule (parts are disjoint)
+            self._stores[part] = decode_store(self.task, rows, self.size)
+        targets = IndexedImages(self.task, rows, None).targets
+        return stored_loader(self._stores[part], targets, batch_size=self.batch_size, train=train, seed=self.seed,
+                             pin_memory=self.pin_memory)
+
+    def device_transform(self, batch, training: bool):
+        """The device pipeline's per-batch step (on the training device); the CPU path's batches pass through."""
+        if self._device_transform is None or not isinstance(batch, (list, tuple)):
+            return batch
+        return type(batch)([self._device_transform(batch[0], training), *batch[1:]])
+
     def _loader(self, rows: np.ndarray, train: bool) -> DataLoader:
         transform = (
             train_preset(size=self.size, mean=self.mean, std=self.std, augment=self.augment, seed=self.seed)
@@ -141,13 +167,20 @@ class TaskDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             worker_init_fn=seed_worker_augmentations if self.num_workers > 0 else None,
             generator=generator,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self.pipeline == "device":
+            return self._stored("train", self.fold.train, train=True)
         return self._loader(self.fold.train, train=True)
 
     def val_dataloader(self) -> DataLoader:
+        if self.pipeline == "device":
+            return self._stored("val", self.fold.val, train=False)
         return self._loader(self.fold.val, train=False)
 
     def test_dataloader(self) -> DataLoader:
+        if self.pipeline == "device":
+            return self._stored("test", self.fold.test, train=False)
         return self._loader(self.fold.test, train=False)

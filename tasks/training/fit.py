@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning.pytorch as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 from tasks.data.datamodule import TaskDataModule
+from tasks.data.device_pipeline import resolve_pipeline
 from tasks.data.index import Task
 from tasks.training.module import ClassifierModule
 from tasks.training.speed import MemoryFormat, warn_precision
@@ -80,6 +82,7 @@ def train_and_test(
     keep_checkpoint: Path | None = None,
     feature_cache: Path | None = None,
     memory_format: str = "auto",
+    pipeline: str = "auto",
 ) -> TrainResult:
     """Train `backbone` + a new head on `task`'s fold with hyperparameters `hp`, then test.
 
@@ -97,6 +100,10 @@ def train_and_test(
     `memory_format` (a machine setting: auto | channels_last | contiguous; auto = channels_last for
     convnets) is the layout of weights and batches (`tasks.training.speed`). bf16 asked on a CPU that
     emulates it runs as asked with a warning; `result.extra` records the precision and layout used.
+
+    `pipeline` (a machine setting: auto | cpu | device; `tasks.data.device_pipeline`) is how training
+    batches are made: per image with albumentations on the CPU, or from a uint8 tensor store augmented
+    in whole batches on the training device (auto: device on accelerators when the store fits).
     """
     strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
     strategy.check(backbone, hp, image_size=size, kind=task.meta.kind)
@@ -107,6 +114,8 @@ def train_and_test(
             f"Image size {size} is below what backbone {backbone.name!r} accepts ({config.min_size} px); "
             f"set image_size >= {config.min_size} in the suite or pick another backbone."
         )
+    pipeline = resolve_pipeline(pipeline, accelerator, len(task.index), size)
+    on_gpu = accelerator not in ("cpu",) and torch.cuda.is_available()
     datamodule = TaskDataModule(
         task,
         fold=fold,
@@ -120,6 +129,9 @@ def train_and_test(
         augment=str(hp.get("augment", "none")),
         num_workers=num_workers,
         fraction=fraction,
+        # Frozen-feature strategies extract with their own loader (tasks.training.features).
+        pipeline=pipeline if strategy.fit is None else "cpu",
+        pin_memory=on_gpu,
     )
     datamodule.setup()
     if strategy.fit is not None:
@@ -150,7 +162,8 @@ def train_and_test(
         result = _fit_and_test(module, datamodule, strategy, hp, selection_callbacks(select, patience, Path(folder)),
                                logger=logger, accelerator=accelerator, devices=devices, precision=precision,
                                progress_position=progress_position, callbacks=[layout, *(callbacks or [])])
-        result.extra.update({"precision": precision, "memory_format": layout.resolved or "contiguous"})
+        result.extra.update({"precision": precision, "memory_format": layout.resolved or "contiguous",
+                             "pipeline": pipeline})
         best = next(Path(folder).glob("*.ckpt"), None)
         if keep_checkpoint is not None and best is not None:
             shutil.copy(best, keep_checkpoint)

@@ -56,6 +56,10 @@ class ClassifierModule(L.LightningModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Images in the layout the weights were put in (channels_last for convnets): a mismatch
         # makes every convolution convert, losing the layout's speed.
+        trainer = getattr(self, "_trainer", None)
+        transform = getattr(getattr(trainer, "datamodule", None), "device_transform", None)
+        if transform is not None:  # the device pipeline augments and normalises here (tasks.data.device_pipeline)
+            batch = transform(batch, training=bool(trainer.training))
         if self.input_memory_format is None or not isinstance(batch, (list, tuple)):
             return batch
         return type(batch)([to_format(batch[0], self.input_memory_format), *batch[1:]])
