@@ -44,7 +44,7 @@ class CellContext:
     finished: dict  # spec hash -> FINISHED run, updated as cells finish
     throughput: dict = field(default_factory=dict)  # batch_size / warmup / batches
     accelerator: str = "auto"  # Lightning accelerator flag
-    num_workers: int = 0  # DataLoader worker processes
+    num_workers: int | str = "auto"  # DataLoader worker processes (auto: per device, tasks.data.device_pipeline)
     save_checkpoints: bool = False  # log the tested epoch's Lightning checkpoint as an artifact
     progress_position: int = 1  # Lightning's bars go under the suite's bar
     tasks: OrderedDict = field(default_factory=OrderedDict)  # recently loaded tasks, see load_cell_task

@@ -19,7 +19,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
                 ImageNet networks, 299 for the Inceptions: what ImageNet weights need)
   throughput    {batch_size, warmup, batches, memory_format: auto|channels_last|contiguous,
                  pipeline: auto|cpu|device (tasks/data/device_pipeline.py)}: machine settings
-  num_workers   DataLoader worker processes (a machine setting, not part of any cell's identity)
+  num_workers   DataLoader worker processes, or auto (default: none on CPUs, where the main process
+                keeps up; up to 8 on GPUs with the cpu pipeline); a machine setting, not identity
   save_checkpoints  true: log each fine-tuning cell's tested (selected) Lightning checkpoint to its run
   hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,
                 default sqlite:///optuna.db) over the suite's hparams; see benchmark/tuning.py
@@ -53,7 +54,7 @@ class Suite:
     path: Path  # the YAML it came from
     cells: tuple[RunSpec, ...]  # pretraining cells first, then fine-tuning cells
     throughput: dict = field(default_factory=dict)  # batch_size / warmup / batches for FPS
-    num_workers: int = 0  # DataLoader workers per cell
+    num_workers: int | str = "auto"  # DataLoader workers per cell (auto: chosen per device)
     save_checkpoints: bool = False  # keep the tested epoch's checkpoint as an artifact
     hparams_from: str = ""  # "optuna": cells use their row's best trial (benchmark/tuning.py)
     tune_budget: int = 0  # trials per row tuned before the fine-tuning cells (0: no tuning)
@@ -99,7 +100,7 @@ def load_suite(path: Path | str) -> Suite:
         if isinstance(exc, SuiteError):
             raise
         raise SuiteError(f"{path}: {exc}") from exc
-    return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}), int(raw.get("num_workers", 0)),
+    return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}), raw.get("num_workers", "auto"),
                  bool(raw.get("save_checkpoints", False)), str(raw.get("hparams_from") or ""), int(raw.get("tune_budget") or 0))
 
 

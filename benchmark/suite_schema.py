@@ -140,7 +140,7 @@ class SuiteModel(_Strict):
     throughput: Throughput | None = None
     precision: str = "32-true"
     devices: Annotated[int, Field(ge=1)] = 1
-    num_workers: Annotated[int, Field(ge=0)] = 0
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"  # per device: tasks.data.device_pipeline.loader_workers
     save_checkpoints: bool = False
     hparams_from: Literal["optuna"] | None = None  # each row's cells take its study's best trial (benchmark/tuning.py)
     tune_budget: Annotated[int, Field(ge=1)] | None = None  # trials per row, tuned before the fine-tuning cells
@@ -175,7 +175,7 @@ FIXES = {
                   "pipeline auto|cpu|device",
     "precision": "use one of Lightning's precisions, e.g. 32-true or bf16-mixed",
     "devices": "write an integer >= 1",
-    "num_workers": "write an integer >= 0 (DataLoader worker processes)",
+    "num_workers": "write an integer >= 0 (DataLoader worker processes) or auto",
     "save_checkpoints": "write true or false",
     "extra_train": "give a list of {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, classes: [TARGET-CLASS, ...]}",
     "target": "give target: {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, extra_train: [...]}",

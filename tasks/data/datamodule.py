@@ -165,6 +165,8 @@ class TaskDataModule(L.LightningDataModule):
             # Persistent workers keep their augmentation state across epochs; restarted workers
             # would reseed identically and repeat last epoch's augmentations.
             persistent_workers=self.num_workers > 0,
+            # On GPUs keep more batches in flight, so a slow image never stalls the device.
+            prefetch_factor=(4 if self.pin_memory else 2) if self.num_workers > 0 else None,
             worker_init_fn=seed_worker_augmentations if self.num_workers > 0 else None,
             generator=generator,
             pin_memory=self.pin_memory,

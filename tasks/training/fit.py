@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 from tasks.data.datamodule import TaskDataModule
-from tasks.data.device_pipeline import resolve_pipeline
+from tasks.data.device_pipeline import loader_workers, resolve_pipeline
 from tasks.data.index import Task
 from tasks.training.module import ClassifierModule
 from tasks.training.speed import MemoryFormat, warn_precision
@@ -72,7 +72,7 @@ def train_and_test(
     size: int,
     strategy: str | Strategy = "full",
     fraction: float = 1.0,
-    num_workers: int = 0,
+    num_workers: int | str = 0,
     logger=None,
     accelerator: str = "cpu",
     devices: int | str = 1,
@@ -115,6 +115,7 @@ def train_and_test(
             f"set image_size >= {config.min_size} in the suite or pick another backbone."
         )
     pipeline = resolve_pipeline(pipeline, accelerator, len(task.index), size)
+    num_workers = loader_workers(num_workers, accelerator, pipeline if strategy.fit is None else "cpu")
     on_gpu = accelerator not in ("cpu",) and torch.cuda.is_available()
     datamodule = TaskDataModule(
         task,

@@ -85,3 +85,14 @@ def test_auto_uses_the_cpu_path_on_cpus_and_refuses_a_store_too_large():
     assert resolve_pipeline("auto", "cpu", 1000, 224) == "cpu"
     with pytest.raises(ValueError, match="pipeline: cpu"):
         resolve_pipeline("device", "cpu", 10**7, 512)
+
+
+def test_loader_workers_are_chosen_per_device():
+    import os
+
+    from tasks.data.device_pipeline import loader_workers
+
+    assert loader_workers("auto", "cpu", "cpu") == 0  # the main process keeps up with a CPU's training
+    assert loader_workers("auto", "gpu", "cpu") == max(0, min(8, os.cpu_count() - 1))
+    assert loader_workers("auto", "gpu", "device") == 0  # slicing the uint8 store needs no workers
+    assert loader_workers(3, "cpu", "cpu") == 3  # a suite's own number wins
