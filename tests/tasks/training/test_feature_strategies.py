@@ -26,6 +26,7 @@ from tasks.training.strategies import vlad as vlad_module
 from tasks.training.strategies.svm import PooledEncoder
 from tasks.training.strategies.vlad import VladEncoder
 from tests.benchmark.suites import write_suite
+from tests.tasks.training.multilabel_tasks import bands_task
 
 
 @pytest.fixture(scope="module")
@@ -278,17 +279,7 @@ def test_a_frozen_feature_cell_leaves_every_backbone_tensor_identical(task, tmp_
 
 
 def test_multilabel_svm_is_one_vs_rest_and_its_scores_threshold_at_the_svm_decision(tmp_path):
-    rng = np.random.default_rng(0)
-    n = 60
-    labels = [tuple(sorted({i % 3, (i // 3) % 3})) for i in range(n)]
-    images = np.zeros((n, 32, 32, 3), np.uint8)
-    for i, present in enumerate(labels):  # label j: a bright band in third j of the image
-        images[i] = rng.integers(0, 60, (32, 32, 3))
-        for j in present:
-            images[i, :, 10 * j:10 * j + 10] += 150
-    index = pd.DataFrame({"item": pd.Series(range(n), dtype=object), "labels": labels,
-                          "group": [str(i) for i in range(n)], "split": [""] * n})
-    task = Task(TaskMeta("bands", ("left", "middle", "right"), "multilabel"), index, ArrayStore(images))
+    task = bands_task(60)
     result = _run(task, "svm", tmp_path)
     probs, targets = (t.numpy() for t in result.module.test_predictions())
     fold = make_fold(task, fold=0, k=3, seed=0, val_fraction=0.15)

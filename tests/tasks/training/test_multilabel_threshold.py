@@ -5,16 +5,15 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import f1_score
 
 from backbones import create_backbone
-from tasks.data import Task, TaskMeta
-from tasks.data.images import ArrayStore
+from tasks.data import TaskMeta
 from tasks.training import get_strategy, train_and_test
 from tasks.training.metrics import THRESHOLDS, choose_threshold, classification_metrics
+from tests.tasks.training.multilabel_tasks import bands_task
 
 
 def _sklearn_samples_f1(targets, probs, t):
@@ -50,21 +49,8 @@ def test_a_flat_curve_keeps_one_half():
     assert choose_threshold(np.zeros((0, 2)), np.zeros((0, 2))) == 0.5
 
 
-def _bands(n=72, seed=0) -> Task:
-    rng = np.random.default_rng(seed)
-    labels = [tuple(sorted({i % 3, (i // 3) % 3})) for i in range(n)]
-    images = np.zeros((n, 32, 32, 3), np.uint8)
-    for i, present in enumerate(labels):  # label j: a bright band in third j of the image
-        images[i] = rng.integers(0, 60, (32, 32, 3))
-        for j in present:
-            images[i, :, 10 * j:10 * j + 10] += 150
-    index = pd.DataFrame({"item": pd.Series(range(n), dtype=object), "labels": labels,
-                          "group": [str(i) for i in range(n)], "split": [""] * n})
-    return Task(TaskMeta("bands", ("left", "middle", "right"), "multilabel"), index, ArrayStore(images))
-
-
 def test_a_trained_multilabel_cell_tests_at_its_validation_threshold():
-    task = _bands()
+    task = bands_task(72)
     torch.manual_seed(0)
     hp = get_strategy("full").resolve({"epochs": 2, "batch_size": 16, "select": "last"})
     result = train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
