@@ -188,14 +188,18 @@ def cmd_list(args) -> int:
 def cmd_tune(args) -> int:
     """medtl tune SUITE [--n-trials N] [--storage URL|FILE] [--workers N] [--timeout S] (benchmark/tuning.py)."""
     from benchmark.suite import load_suite
-    from benchmark.tuning import TuneSettings, storage_url, tune_suite
+    from benchmark.tuning import TuneSettings, TuningFailed, storage_url, tune_suite
 
     suite = load_suite(_suite_path(args.suite))
     budget = args.n_trials or suite.tune_budget or 20
     settings = TuneSettings(storage=storage_url(args.storage), n_trials=budget, timeout=args.timeout, workers=args.workers,
                             pruner=args.pruner, seed=args.seed, tracking_uri=args.tracking_uri,
                             data_root=_data_root(args.data_root), accelerator=args.accelerator)
-    studies = tune_suite(suite, settings)
+    try:
+        studies = tune_suite(suite, settings)
+    except TuningFailed as exc:  # the study's parent run is recorded FAILED with the same message
+        print(f"medtl: error: {exc}", file=sys.stderr)
+        return 1
     return 0 if all(any(t.state.name == "COMPLETE" for t in s.trials) for s in studies) else 1
 
 
@@ -240,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("suite", help="suite YAML, or the name of a built-in suite (tune-smoke)")
     tune.add_argument("--n-trials", type=int, help="each study's total budget, counting trials already in the storage "
                                                      "(default: the suite's tune_budget, else 20)")
-    tune.add_argument("--storage", help="Optuna RDB URL or journal file path (default $MEDTL_OPTUNA_STORAGE or sqlite:///optuna.db)")
+    tune.add_argument("--storage", help="Optuna RDB URL (sqlite:///optuna.db, postgresql+psycopg2://user@host/db) or a journal "
+                                        "file path (no '://') (default $MEDTL_OPTUNA_STORAGE or sqlite:///optuna.db)")
     tune.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
     tune.add_argument("--timeout", type=float, help="seconds after which a worker takes no new trial")
     tune.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"))

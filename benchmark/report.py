@@ -158,17 +158,51 @@ def protocol_text(results: SuiteResults) -> list[str]:
     seeds = sorted(set(cells["seed"])) if len(cells) else []
     split = "the official train/test split" if folds == [0] else f"{', '.join(map(str, folds))}-fold stratified cross-validation"
     select = ", ".join(sorted(set(cells["select"]))) if len(cells) else "?"
-    tuning = ", ".join(sorted(set(cells["tuning"]))) if len(cells) else "none"
     fractions = sorted(set(cells["fraction"])) if len(cells) else []
     return [
         f"Suite {results.name}: {split} x {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); training fraction(s) "
         f"{', '.join(f'{f:g}' for f in fractions)}. Every number is on held-out test rows the model never trained or was selected on.",
         f"Model selection: the tested epoch was picked on the validation rows only, by `hparams.select` = {select} "
         "(last: the final epoch, no selection).",
-        f"Tuning: {tuning} (hyperparameters are the suite's fixed values unless a run says otherwise).",
+        tuning_text(results),
         f"Paired tests: the primary test (the one behind the verdicts): {primary_test(cells)}; Holm's correction runs over all comparisons of a "
         f"family (sources, strategies) for each test; alpha = {st.ALPHA}. {len(cells)} finished cells, {len(results.missing)} missing.",
     ]
+
+
+def tuning_text(results: SuiteResults) -> str:
+    """Which rows took their hyperparameters from an Optuna study (benchmark/tuning.py), with how many trials, on which
+    storage: read from the studies' parent runs (experiment `medtl-<suite>-tuning`) and checked against the cells' params."""
+    from tracking.runs import search_runs
+
+    client = results.client
+    experiment = client.get_experiment_by_name(f"medtl-{results.name}-tuning") if client is not None else None
+    studies = search_runs(client, experiment.experiment_id, "tags.`medtl.stage` = 'study'") if experiment else []
+    if not studies:
+        return "Tuning: none; every row used the suite's fixed hyperparameters (no Optuna study of this suite in this store)."
+    params = {r.info.run_id: r.data.params for r in search_runs(client, results.experiment_id, "tags.`medtl.stage` = 'finetune'")}
+    cells, lines = results.cells, []
+    for study in sorted(studies, key=lambda r: r.data.tags.get("medtl.study", "")):
+        tags = study.data.tags
+        best = {k[len("best."):]: v for k, v in tags.items() if k.startswith("best.")}
+        if "medtl.source" not in tags:  # a study tuned before its runs said which row they tune
+            lines.append(f"study {tags.get('medtl.study', '?')}: {tags.get('medtl.trials', '?')} trials (its row is not recorded)")
+            continue
+        row = {"source": tags["medtl.source"], "backbone": tags["medtl.backbone"], "strategy": tags["medtl.strategy"],
+               "fraction": float(tags.get("medtl.fraction", 1.0))}
+        mine = cells[(cells["source"] == row["source"]) & (cells["backbone"] == row["backbone"])
+                     & (cells["strategy"] == row["strategy"]) & np.isclose(cells["fraction"], row["fraction"])] if len(cells) else cells
+        using = sum(bool(best) and all(params.get(r, {}).get(f"hparams.{k}") == v for k, v in best.items()) for r in mine["run_id"])
+        counts = ", ".join(f"{tags.get(f'medtl.trials.{state}', '0')} {word}"
+                           for state, word in (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed")))
+        use = (f"best trial {tags['medtl.best_trial']} (val/mcc {tags.get('medtl.best_value', '?')}), whose values {using} of its "
+               f"{len(mine)} finished cells use" if "medtl.best_trial" in tags else "no complete trial, its cells use the suite's values")
+        lines.append(f"{row_label(row)}: {tags.get('medtl.trials', '?')} trials ({counts}; budget {tags.get('medtl.tune_budget', '?')}) "
+                     f"on storage {tags.get('medtl.storage', '?')}, trained on fold {tags.get('medtl.fold', '?')}'s training rows and "
+                     f"scored on its validation rows; {use}")
+    return ("Tuning (Optuna, benchmark/tuning.py; the test fold never entered tuning: a trial is scored by its best "
+            "validation MCC and ends before any test pass): " + "; ".join(lines) + ". Rows not listed used the suite's fixed "
+            "hyperparameters.")
 
 
 def per_class_and_confusion(results: SuiteResults, board: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame, list[tuple[str, Path]]]:

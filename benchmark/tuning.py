@@ -2,21 +2,26 @@
 
     medtl tune benchmark/suites/tune-smoke.yaml --n-trials 6              # make tune
     medtl tune SUITE --storage sqlite:///optuna.db --workers 2 --timeout 600
-    optuna-dashboard sqlite:///optuna.db                                   # browse the studies
+    medtl tune SUITE --storage postgresql+psycopg2://user@host/db --workers 4   # workers on several machines
+    medtl tune SUITE --storage optuna-journal.log --workers 2              # a journal file (no "://": a path)
+    optuna-dashboard sqlite:///optuna.db                                   # browse the studies (same storage argument)
 
 One study per row (task, backbone, source, strategy), named `<suite>.<task>.<backbone>.<source>.<strategy>`.
 A trial trains the row's first cell (its fold, seed and fraction) with values drawn from the search
 spaces of the strategy's hyperparameter table (`HParam.space`, shared and per-strategy entries) and is
 scored by the best per-epoch `val/mcc` (the model-selection metric) on that fold's validation rows;
-its test metrics are never read, so the outer test fold never enters tuning. (The study tunes on one
+the trial ends when its fit ends (StopBeforeTest), before the test pass, so the outer test fold never
+enters tuning. (The study tunes on one
 outer fold: its test rows are held out, but the other folds' test rows are among its training rows.)
 
 Budget: `n_trials` is the study's total. A worker takes a trial only while COMPLETE + PRUNED + RUNNING
-trials are fewer than the budget, under a file lock beside a local storage (sqlite, journal file), so
-several worker processes never overshoot; FAIL trials do not count, so a rerun replaces them. Trials
-left RUNNING by a dead process (SIGKILL, a lost node) are marked FAIL at start-up: on this host when
-their process is gone, elsewhere through Optuna's heartbeat (RDB storages). With workers on several
-machines (PostgreSQL) the lock is per machine, so the budget may overshoot by up to workers - 1.
+trials are fewer than the budget, under a lock (`budget_lock`): a file beside a local storage (sqlite,
+journal file), a PostgreSQL advisory lock on that server (so workers on several machines never
+overshoot either), a per-machine file for other servers. FAIL trials do not count, so a rerun replaces
+them; MAX_FAILURES failed trials in a row stop the worker and the command (TuningFailed: the study, the
+last trial's error, the fix). Trials left RUNNING by a dead process (SIGKILL, a lost node) are marked
+FAIL at start-up: on this host when their process is gone, elsewhere through Optuna's heartbeat (RDB
+storages other than sqlite).
 
 MLflow: experiment `medtl-<suite>-tuning`, one parent run per study (reused by reruns) with the
 optimisation history and parameter importances as artifacts, one nested run per trial with its number,
@@ -29,11 +34,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import multiprocessing
 import os
 import socket
+import sys
 import tempfile
+import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +54,14 @@ HEARTBEAT_S, GRACE_S = 10, 60  # Optuna heartbeat of RDB storages: a trial silen
 SQLITE_TIMEOUT_S = 120  # several processes on one sqlite file wait for its write lock instead of failing
 MAX_FAILURES = 3  # consecutive failed trials after which a worker stops (FAIL trials do not use the budget)
 STATE_TAG, STUDY_TAG = "medtl.trial_state", "medtl.study"
+EXIT_TRIALS_FAILED = 3  # a worker process's exit code after MAX_FAILURES failed trials in a row
+# Fault injection for tests/benchmark/test_tuning.py: "<trial number>:<file>" makes that trial write the file after
+# its first epoch is logged, then wait until it is killed, so a test can SIGKILL a trial known to be mid-run.
+HOLD_ENV = "MEDTL_TEST_HOLD_TRIAL"
+
+
+class TuningFailed(RuntimeError):
+    """A study stopped because its trials keep failing; the message names the study, the last error and the fix."""
 
 
 def storage_url(value: str | None = None) -> str:
@@ -69,16 +86,56 @@ def open_storage(url: str):
 
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S},
                                                               "poolclass": StaticPool})
-    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9; it is what finds dead workers
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
 
 
-def _lock_path(url: str) -> Path | None:
-    """A file beside a local storage that serialises taking a trial from the budget; None for servers."""
+def shown_url(url: str) -> str:
+    """The storage as it may be printed and tagged: a server URL without its password."""
+    if "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _lock_path(url: str) -> Path:
+    """A file beside a local storage that serialises taking a trial from the budget; for a server, one per machine."""
     if "://" not in url:
         return Path(url + ".budget.lock")
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         return Path(url[len("sqlite:///"):] + ".budget.lock")
-    return None
+    return Path(tempfile.gettempdir()) / f"medtl-optuna-{hashlib.sha256(url.encode()).hexdigest()[:16]}.budget.lock"
+
+
+def advisory_key(study: str) -> int:
+    """The PostgreSQL advisory lock (a signed 64-bit key) that guards the budget of `study`."""
+    return int.from_bytes(hashlib.sha256(f"medtl.budget:{study}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def budget_lock(url: str, study: str):
+    """Held while a worker counts the budget and takes a trial. On PostgreSQL a session advisory lock (keyed by the
+    study) serves every machine on that server, and the server drops it if the worker dies; elsewhere a file lock."""
+    import filelock
+
+    storage = open_storage(url)
+    if "://" in url and getattr(storage, "engine", None) is not None and storage.engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        key = advisory_key(study)
+        with storage.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+        return
+    with filelock.FileLock(str(_lock_path(url))):
+        yield
 
 
 def study_name(suite: str, task: str, backbone: str, source: str, strategy: str) -> str:
@@ -150,13 +207,14 @@ class TuneSettings:
     callbacks: list = field(default_factory=list)  # extra Lightning callbacks per trial (tests record rows)
 
 
-def make_pruner(name: str):
+def make_pruner(name: str, epochs: int | str = "auto"):
+    """`epochs`: the most steps a trial reports (Hyperband's max_resource; "auto": the first complete trial's)."""
     import optuna
 
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1)
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"Unknown pruner {name!r}. Valid pruners: median, hyperband, none.")
@@ -169,20 +227,35 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
     from tracking import ensure_experiment, environment_tags, start_run
     from tracking.store import open_store
 
-    storage = open_storage(settings.storage)
-    study = optuna.create_study(study_name=row.name, storage=storage, direction="maximize", load_if_exists=True)
-    study.set_user_attr("cell", row.spec.label)
     client = open_store(settings.tracking_uri)
     experiment_id = ensure_experiment(client, f"medtl-{row.suite}-tuning")
-    for number in fail_dead_trials(study):
-        echo(f"{row.name}: trial {number} was left RUNNING by a process that is gone; marked FAIL.")
-    _close_dead_trial_runs(client, experiment_id, study)
     parents = client.search_runs([experiment_id], f"tags.`{STUDY_TAG}` = '{row.name}' and tags.`medtl.stage` = 'study'")
     parent_id = parents[0].info.run_id if parents else start_run(
         client, experiment_id, name=f"study {row.name}",
         tags={STUDY_TAG: row.name, "medtl.stage": "study", **environment_tags()})
     client.update_run(parent_id, status="RUNNING")
-    client.set_tag(parent_id, "medtl.tune_budget", str(settings.n_trials))
+    try:
+        storage = open_storage(settings.storage)
+        study = optuna.create_study(study_name=row.name, storage=storage, direction="maximize", load_if_exists=True)
+    except Exception as exc:  # noqa: BLE001 - drivers raise their own types; the message says what to check
+        error = TuningFailed(
+            f"study {row.name}: cannot open the Optuna storage {shown_url(settings.storage)}: {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}. Fix: check --storage (sqlite:///file.db, "
+            "postgresql+psycopg2://user@host:port/db, or a journal file path), that its server is running and accepts this "
+            "user, and that its driver (psycopg2 for PostgreSQL) is installed.")
+        client.set_tag(parent_id, "medtl.error", str(error)[:4000])
+        client.set_terminated(parent_id, "FAILED")
+        raise error from None
+    study.set_user_attr("cell", row.spec.label)
+    for number in fail_dead_trials(study):
+        echo(f"{row.name}: trial {number} was left RUNNING by a process that is gone; marked FAIL.")
+    _close_dead_trial_runs(client, experiment_id, study)
+    spec = row.spec
+    # What the suite's report says about the row (benchmark/report.py, "Tuning"), without opening the storage.
+    for key, value in {"medtl.tune_budget": settings.n_trials, "medtl.storage": shown_url(settings.storage), "medtl.task": spec.task,
+                       "medtl.backbone": spec.backbone, "medtl.source": spec.source, "medtl.strategy": spec.strategy,
+                       "medtl.fraction": spec.fraction, "medtl.fold": spec.fold, "medtl.cell": spec.label}.items():
+        client.set_tag(parent_id, key, str(value))
     args = (row, settings, parent_id, experiment_id)
     try:
         if settings.workers <= 1:
@@ -190,14 +263,21 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
         else:
             # spawn, not fork: torch and sqlite connections do not survive a fork of a process that used them.
             context = multiprocessing.get_context("spawn")
-            procs = [context.Process(target=work, args=(i, *args)) for i in range(settings.workers)]
+            procs = [context.Process(target=_worker_process, args=(i, *args)) for i in range(settings.workers)]
             for proc in procs:
                 proc.start()
             for proc in procs:
                 proc.join()
             bad = [p.exitcode for p in procs if p.exitcode]
+            if EXIT_TRIALS_FAILED in bad:
+                raise failed_study(optuna.load_study(study_name=row.name, storage=storage), settings)
             if bad:
                 raise RuntimeError(f"{row.name}: {len(bad)} tuning worker(s) exited with {bad}; rerun to complete the budget.")
+    except TuningFailed as exc:
+        client.set_tag(parent_id, "medtl.error", str(exc)[:4000])
+        _log_study(client, parent_id, optuna.load_study(study_name=row.name, storage=storage))
+        client.set_terminated(parent_id, "FAILED")
+        raise
     except BaseException:
         client.set_terminated(parent_id, "KILLED")
         raise
@@ -210,13 +290,36 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
     return study
 
 
+def failed_study(study, settings: TuneSettings) -> TuningFailed:
+    """The error for a study whose last MAX_FAILURES trials of a worker failed, from what the storage holds."""
+    from optuna.trial import TrialState
+
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    last = max(failed, key=lambda t: t.number) if failed else None
+    error = last.user_attrs.get("error", "no error recorded") if last else "no error recorded"
+    return TuningFailed(
+        f"study {study.study_name} (storage {shown_url(settings.storage)}): {MAX_FAILURES} trials in a row failed, the last "
+        f"(trial {last.number if last else '?'}) with {error}. {counted(study)} of {settings.n_trials} trials are done. Fix: correct "
+        "what every trial rejects (the suite's hparams or data, or a search space of the strategy's hyperparameter table; each "
+        "trial's error is tag medtl.error of its MLflow run), then rerun the same command: failed trials do not use the budget.")
+
+
+def _worker_process(index: int, *args) -> None:
+    """A spawned worker: failed trials end it with EXIT_TRIALS_FAILED (the parent reports them), not a traceback."""
+    try:
+        work(index, *args)
+    except TuningFailed:
+        sys.exit(EXIT_TRIALS_FAILED)
+
+
 def fail_dead_trials(study) -> list[int]:
     """Mark FAIL the RUNNING trials whose worker is gone: on this host by pid, elsewhere by heartbeat."""
     import optuna
     from optuna.trial import TrialState
 
     if isinstance(study._storage, optuna.storages.RDBStorage) or hasattr(study._storage, "get_heartbeat_interval"):
-        with contextlib.suppress(Exception):  # storages without heartbeat support: the pid check below remains
+        with contextlib.suppress(Exception), warnings.catch_warnings():  # no heartbeat support: the pid check remains
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
     failed = []
     host = socket.gethostname()
@@ -262,7 +365,6 @@ def counted(study) -> int:
 
 def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, experiment_id: str) -> None:
     """One worker: take trials from the budget until it is spent or `timeout` passes."""
-    import filelock
     import optuna
     from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses; ask/tell needs it by hand
 
@@ -272,14 +374,12 @@ def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, expe
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=settings.seed + index)
     study = optuna.load_study(study_name=row.name, storage=open_storage(settings.storage), sampler=sampler,
-                              pruner=make_pruner(settings.pruner))
+                              pruner=make_pruner(settings.pruner, int(row.spec.hp.get("epochs", 0)) or "auto"))
     objective = Objective(row, settings, parent_id, experiment_id)
-    lock_file = _lock_path(settings.storage)
-    lock = filelock.FileLock(str(lock_file)) if lock_file else contextlib.nullcontext()
     deadline = time.monotonic() + settings.timeout if settings.timeout else float("inf")
     failures = 0
     while time.monotonic() < deadline:
-        with lock:
+        with budget_lock(settings.storage, row.name):
             if counted(study) >= settings.n_trials:
                 return
             trial = study.ask()
@@ -289,13 +389,15 @@ def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, expe
                 value = objective(trial)
             except optuna.TrialPruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                failures = 0
             except Exception as exc:  # noqa: BLE001 - a failed trial is recorded FAIL (and its run FAILED); the study goes on
+                error = f"{type(exc).__name__}: {exc}"
+                trial.set_user_attr("error", error[:2000])
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 failures += 1
-                print(f"{row.name}: trial {trial.number} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                print(f"{row.name}: trial {trial.number} FAILED: {error}", flush=True)
                 if failures >= MAX_FAILURES:  # FAIL trials do not use the budget: a broken objective would loop
-                    raise RuntimeError(f"{row.name}: {failures} trials in a row failed, the last with "
-                                       f"{type(exc).__name__}: {exc}") from exc
+                    raise failed_study(study, settings) from None
             else:
                 study.tell(trial, value)
                 failures = 0
@@ -339,19 +441,21 @@ class Objective:
             torch.manual_seed(spec.seed)
             backbone = create_backbone(spec.backbone, spec.weights,
                                        resolve=MlflowWeights(self.client, finished, Path(".medtl_cache")).resolve)
-            history = ValidationHistory(self.client, run_id)
-            callbacks = [history, PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE), *self.settings.callbacks]
+            history = ValidationHistory(self.client, run_id, trial.number)
+            callbacks = [history, PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE), *self.settings.callbacks,
+                         StopBeforeTest()]
             try:
-                result = train_and_test(self.task, backbone, fold=spec.fold, k=spec.folds, seed=spec.seed, hp=hp,
-                                        size=spec.image_size, strategy=spec.strategy, fraction=spec.fraction,
-                                        accelerator=self.settings.accelerator, callbacks=callbacks)
+                train_and_test(self.task, backbone, fold=spec.fold, k=spec.folds, seed=spec.seed, hp=hp, size=spec.image_size,
+                               strategy=spec.strategy, fraction=spec.fraction, accelerator=self.settings.accelerator,
+                               callbacks=callbacks)
+                raise RuntimeError(f"{spec.label}: training returned without ending its fit; nothing to score.")
+            except Trained:
+                pass  # the fit ended and the test pass never started: no test-fold row reached this trial
             finally:
                 trial.set_user_attr("epochs_trained", len(history.scores))
             if not history.scores:
                 raise RuntimeError(f"{spec.label}: no {OBJECTIVE} was logged (no validation rows?); nothing to tune on.")
-            # The score is a validation number by construction: `result.metrics` (test/*) is never read here.
-            del result
-            value = max(history.scores)
+            value = max(history.scores)  # a validation number by construction
         except optuna.TrialPruned:
             self._end(run_id, "PRUNED", "FINISHED")
             raise
@@ -384,11 +488,23 @@ def _validation_history_base():
     return Callback
 
 
+class Trained(Exception):
+    """A trial's fit has ended (raised by StopBeforeTest)."""
+
+
+class StopBeforeTest(_validation_history_base()):
+    """Ends a trial when its fit ends. `train_and_test` (the cells' own routine, which trials reuse unchanged) goes on to
+    test on the outer test fold; a trial must never see those rows, so it stops here, as the pruner stops a fit."""
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        raise Trained
+
+
 class ValidationHistory(_validation_history_base()):
     """Records the per-epoch objective (and logs every val/* metric to the trial's run)."""
 
-    def __init__(self, client, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
+    def __init__(self, client, run_id: str, trial_number: int = -1) -> None:
+        self.client, self.run_id, self.trial_number = client, run_id, trial_number
         self.scores: list[float] = []
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -400,6 +516,10 @@ class ValidationHistory(_validation_history_base()):
         from tracking.runs import log_metrics
 
         log_metrics(self.client, self.run_id, metrics, step=pl_module.current_epoch)
+        number, _, marker = os.environ.get(HOLD_ENV, "").partition(":")
+        if number == str(self.trial_number) and marker:
+            Path(marker).write_text(str(os.getpid()))
+            threading.Event().wait()  # until killed: the test SIGKILLs this trial mid-run
 
 
 def _log_study(client, parent_id: str, study) -> None:
@@ -412,12 +532,18 @@ def _log_study(client, parent_id: str, study) -> None:
     from optuna.visualization import matplotlib as plots
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if complete:
-        client.set_tag(parent_id, "medtl.best_trial", str(study.best_trial.number))
-        client.set_tag(parent_id, "medtl.best_value", f"{study.best_value:.6g}")
-        for k, v in study.best_params.items():
-            client.set_tag(parent_id, f"best.{k}", str(v))
-    with tempfile.TemporaryDirectory() as tmp:
+    client.set_tag(parent_id, "medtl.trials", str(len(study.trials)))
+    for state in optuna.trial.TrialState:
+        client.set_tag(parent_id, f"medtl.trials.{state.name}", str(sum(t.state == state for t in study.trials)))
+    if not complete:  # no best trial; Optuna would draw empty axes (and warn)
+        client.set_tag(parent_id, "medtl.plots", "not drawn: no complete trial")
+        return
+    client.set_tag(parent_id, "medtl.best_trial", str(study.best_trial.number))
+    client.set_tag(parent_id, "medtl.best_value", f"{study.best_value:.6g}")
+    for k, v in study.best_params.items():
+        client.set_tag(parent_id, f"best.{k}", str(v))
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         for name, draw in (("optimization_history", plots.plot_optimization_history),
                            ("param_importances", plots.plot_param_importances)):
             try:
@@ -436,5 +562,5 @@ def tune_suite(suite, settings: TuneSettings, echo=print) -> list:
     """Tune every tunable row of the suite with the same budget; returns the studies."""
     rows = study_rows(suite)
     echo(f"Tuning {len(rows)} row(s) of suite {suite.name} with {settings.n_trials} trials each "
-         f"(storage {settings.storage}, {settings.workers} worker(s), pruner {settings.pruner}).")
+         f"(storage {shown_url(settings.storage)}, {settings.workers} worker(s), pruner {settings.pruner}).")
     return [tune_row(row, settings, echo) for row in rows]
