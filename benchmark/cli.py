@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from backbones import BackboneError
     from benchmark.suite import SuiteError
+    from benchmark.tuning import TuningFailed  # optuna itself is imported only when a study runs
     from tasks.data import DataError
     from tracking.preflight import StoreError
     from tracking.runs import Interrupted
@@ -284,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SuiteError, DataError, BackboneError, StoreError) as exc:
         print(f"medtl: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except TuningFailed as exc:  # a suite's tune_budget study whose trials keep failing (its run is FAILED)
+        print(f"medtl: error: {exc}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, Interrupted) as exc:
         name = "SIGTERM" if isinstance(exc, Interrupted) and exc.exit_code == 143 else "interrupted (SIGINT)"
         print(f"medtl: {name}; the running cell and the suite run are recorded KILLED. Rerun the same command to "
