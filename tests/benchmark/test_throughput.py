@@ -165,7 +165,14 @@ def test_perf_and_pipeline_bench_produce_ratios(tmp_path):
     row = table.iloc[0]
     assert row["ratio medtl/best timm"] == pytest.approx(row["medtl img/s"] / max(row["timm fp32 nchw img/s"],
                                                                                    row["timm fp32 channels_last img/s"]), rel=0.01)
-    result = bench("smallcnn", 16, batch_size=4, batches=1, rounds=1, num_workers=0, precision="32-true", device="cpu",
-                   memory_format="auto")
-    assert result["efficiency"] == pytest.approx(result["end_to_end img/s"] / result["model_only img/s"], rel=0.01)
-    assert result["memory_format"] == "channels_last"
+    # With bf16 (forced here, whatever the CPU): each side's best configuration against the other's.
+    row = compare(["resnet18"], image_size=32, batch_size=1, warmup=0, batches=1, rounds=1, device="cpu",
+                  with_bf16=True).iloc[0]
+    timm_best = max(row[f"{k} img/s"] for k in ("timm fp32 nchw", "timm fp32 channels_last", "timm bf16 channels_last"))
+    assert row["ratio medtl/best timm"] == pytest.approx(max(row["medtl img/s"], row["medtl bf16 img/s"]) / timm_best, rel=0.01)
+    assert row["best medtl"] in ("medtl", "medtl bf16")
+    for pipeline in ("cpu", "device"):
+        result = bench("smallcnn", 16, batch_size=4, batches=1, rounds=1, num_workers=0, precision="32-true", device="cpu",
+                       memory_format="auto", pipeline=pipeline)
+        assert result["efficiency"] == pytest.approx(result["end_to_end img/s"] / result["model_only img/s"], rel=0.01)
+        assert result["memory_format"] == "channels_last" and result["pipeline"] == pipeline
