@@ -37,10 +37,29 @@ def _data_root(value: str | None) -> Path | None:
 def cmd_benchmark(args) -> int:
     from benchmark.runner import run_suite
 
+    if args.launcher:
+        return _launch(args)
+    if args.workers is not None:
+        print(f"medtl: error: --workers {args.workers} applies to a launcher, and none was given. Fix: add "
+              "--launcher local (worker processes here) or --launcher slurm (job arrays).", file=sys.stderr)
+        return EXIT_BAD_INPUT
     outcome = run_suite(_suite_path(args.suite), data_root=_data_root(args.data_root), uri=args.tracking_uri,
                         report_dir=Path(args.report_dir) if args.report_dir else None, accelerator=args.accelerator)
     print(f"Done in {outcome.seconds:.1f} s: {len(outcome.ran)} ran, {len(outcome.skipped)} skipped, {len(outcome.failed)} failed.")
     return outcome.exit_code
+
+
+def _launch(args) -> int:
+    """medtl benchmark SUITE --launcher local|slurm [--workers N] (benchmark/launchers.py)."""
+    from benchmark.launchers import LauncherError, launch, settings_from
+
+    if args.workers is None:
+        args.workers = 2
+    try:
+        return launch(args.launcher, settings_from(args, _suite_path(args.suite), args.tracking_uri))
+    except LauncherError as exc:
+        print(f"medtl: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def cmd_report(args) -> int:
@@ -209,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
     bench.add_argument("--report-dir", help="where to write the leaderboard (default reports/<suite>)")
     bench.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
+    scale = bench.add_argument_group("launchers", "spread the cells over workers that share the MLflow store "
+                                     "(benchmark/launchers.py; README, 'Beyond one machine')")
+    scale.add_argument("--launcher", help="local: worker processes here, then the report; slurm: submit job arrays (submitit) and return")
+    scale.add_argument("--workers", type=int, help="local: worker processes; slurm: array tasks running at once (default 2)")
+    scale.add_argument("--jobs-folder", help="submitit's job files and logs (default .medtl_jobs; on SLURM a shared folder)")
+    scale.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit per job, minutes (default 1440); a "
+                       "job past it is requeued and resumes")
+    scale.add_argument("--slurm-partition", help="SLURM partition (default: the cluster's default)")
+    scale.add_argument("--cpus-per-cell", type=int, help="SLURM --cpus-per-task (default: the cluster's default)")
     bench.set_defaults(func=cmd_benchmark)
 
     report = sub.add_parser("report", help="rebuild a suite's report (leaderboard, tests, plots, report.html) from MLflow")
