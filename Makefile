@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUITE ?= benchmark/suites/smoke.yaml
 MLFLOW_PORT ?= 5000
 
-.PHONY: install test test-fast benchmark tune real-cpu report perf ui lint-imports constraints clean
+.PHONY: install test test-fast benchmark tune real-cpu report perf ui server lint-imports constraints clean
 
 install:  ## create .venv and install medtl with its test extras, pinned by constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ ui:  ## browse runs: prints the link to the suite's runs table (cells nested und
 	@$(BIN)/medtl report $(SUITE) --ui-link http://127.0.0.1:$(MLFLOW_PORT) | sed 's/^/Runs of $(notdir $(SUITE)): /' || true
 	@echo "The suite's report: its parent run's artifacts, folder report/ (report.html)."
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --default-artifact-root ./mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+server:  ## a team's MLflow server: PostgreSQL (DB=postgresql+psycopg2://USER@HOST:5432/mlflow) + served ./mlartifacts, on 127.0.0.1:$(MLFLOW_PORT)
+	$(BIN)/medtl server --backend-store-uri $(or $(DB),$(MEDTL_SERVER_DB),postgresql+psycopg2://$(or $(USER),$(shell whoami))@127.0.0.1:5432/mlflow) --port $(MLFLOW_PORT)
 
 lint-imports:
 	$(BIN)/lint-imports

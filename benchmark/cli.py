@@ -7,6 +7,7 @@
     medtl migrate                                   # re-tag an older store's finished cells (after an upgrade)
     medtl throughput --backbones resnet18,vgg16     # inference FPS per backbone (make perf)
     medtl data ...                                  # download / verify / describe datasets
+    medtl server --backend-store-uri postgresql+psycopg2://USER@HOST/DB   # a team's MLflow server (make server)
 """
 
 from __future__ import annotations
@@ -179,6 +180,21 @@ def _log_throughput(table, uri: str) -> None:
         client.set_terminated(run.info.run_id)
 
 
+def cmd_server(args) -> int:
+    """medtl server --backend-store-uri URL [--host 127.0.0.1] [--port 5000] [--auth] (benchmark/server.py)."""
+    from benchmark.server import DB_ENV, ServerError, ServerSettings, serve
+
+    settings = ServerSettings(backend_store_uri=args.backend_store_uri or os.environ.get(DB_ENV, ""),
+                              artifacts_destination=args.artifacts_destination, host=args.host, port=args.port,
+                              workers=args.workers, auth=args.auth, allowed_hosts=args.allowed_hosts)
+    try:
+        serve(settings)  # does not return: the process becomes `mlflow server`
+    except ServerError as exc:
+        print(f"medtl: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
 def cmd_migrate(args) -> int:
     from benchmark.migrate import migrate_store
     from tracking.store import open_store
@@ -277,6 +293,21 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--tracking-uri")
     tune.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto (default cpu)")
     tune.set_defaults(func=cmd_tune)
+
+    server = sub.add_parser("server", help="a team's MLflow tracking server: PostgreSQL backend, served artifacts, "
+                            "127.0.0.1 by default (README, 'Beyond one machine')")
+    server.add_argument("--backend-store-uri", help="database of the runs, e.g. postgresql+psycopg2://USER@HOST:5432/DB "
+                        "(default $MEDTL_SERVER_DB)")
+    server.add_argument("--artifacts-destination", default="./mlartifacts", help="where the server keeps artifacts "
+                        "(a folder or s3://...; default ./mlartifacts)")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, default=4, help="server worker processes (default 4)")
+    server.add_argument("--auth", action="store_true", help="MLflow's basic-auth app (needs mlflow[auth] and "
+                        "MLFLOW_FLASK_SERVER_SECRET_KEY)")
+    server.add_argument("--allowed-hosts", help="Host headers to accept, e.g. mlflow.lab:5000 (default: localhost and "
+                        "private addresses)")
+    server.set_defaults(func=cmd_server)
 
     migrate = sub.add_parser("migrate", help="re-tag finished cells of an older store with the current cell identity")
     migrate.add_argument("--tracking-uri")
