@@ -13,7 +13,7 @@ from benchmark.runner import experiment_name
 from benchmark.suite import load_suite
 from tests.benchmark.suites import write_suite
 
-TINY = dict(target={"dataset": "gen-target", "options": {"size": 16}}, image_size=16, folds=2, seeds=[0],
+TINY = dict(target={"dataset": "gen-target", "options": {"size": 16}}, image_size=16, folds=2, seeds=[0, 1],
             sources={"none": {"weights": "scratch"}}, hparams={"epochs": 1, "batch_size": 32})
 
 
@@ -34,20 +34,20 @@ def test_two_local_workers_finish_every_cell_exactly_once(tmp_path, mlflow_uri):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert parents[0].data.tags["medtl.launcher"] == "local"
     expected = {c.hash for c in load_suite(path).cells}
-    assert len(expected) == 2
+    assert len(expected) == 4
     assert sorted(r.data.tags["medtl.spec_hash"] for r in cells) == sorted(expected)  # each cell once, none twice
     assert all(r.info.status == "FINISHED" for r in cells)
     assert {r.data.tags["mlflow.parentRunId"] for r in cells} == {parents[0].info.run_id}
     # Both workers took cells: two processes, not one doing everything.
     assert len({r.data.tags["medtl.pid"] for r in cells}) == 2
-    assert parents[0].data.metrics["cells_ran"] == 2
+    assert parents[0].data.metrics["cells_ran"] == 4
 
-    # A rerun finds nothing to do: no new cell run, a new parent that reports both as skipped.
+    # A rerun finds nothing to do: no new cell run, a new parent that reports the 4 as skipped.
     assert main(["benchmark", str(path), "--launcher", "local", "--workers", "2", "--accelerator", "cpu"]) == 0
     again = _runs(mlflow_uri, path)
-    assert len([r for r in again if r.data.tags.get("medtl.stage") == "finetune"]) == 2
+    assert len([r for r in again if r.data.tags.get("medtl.stage") == "finetune"]) == 4
     latest = max((r for r in again if r.data.tags.get("medtl.stage") == "suite"), key=lambda r: r.info.start_time)
-    assert latest.data.metrics["cells_skipped"] == 2 and latest.data.metrics["cells_ran"] == 0
+    assert latest.data.metrics["cells_skipped"] == 4 and latest.data.metrics["cells_ran"] == 0
 
 
 def test_launchers_are_registered():
