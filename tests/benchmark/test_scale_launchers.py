@@ -1,7 +1,7 @@
 """`medtl benchmark SUITE --launcher local --workers 2`: two worker processes share one suite through the cell claims.
 
 The SLURM path is tests/benchmark/test_scale_slurm.py; the 2-worker / 1-worker wall-time ratio is measured
-by benchmark/launchers_bench.py (a measurement, not an assertion).
+by `python -m benchmark.launch_bench` (a measurement, not an assertion).
 """
 
 import pytest
