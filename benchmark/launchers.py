@@ -211,7 +211,9 @@ class LocalLauncher:
                     mine = gpus[i] if gpus else ()
                     executor.update_parameters(timeout_min=settings.timeout_min, gpus_per_node=len(mine),
                                                visible_gpus=mine, setup=code_setup())
-                    jobs.append(executor.submit(CellWorker(), settings, parent_id, [c.hash for c in cells], False))
+                    # Worker i starts at the i-th cell, so workers do not all race for the first one.
+                    order = [c.hash for c in cells[i:] + cells[:i]]
+                    jobs.append(executor.submit(CellWorker(), settings, parent_id, order, False))
                 for job in jobs:
                     try:
                         summary = job.result()

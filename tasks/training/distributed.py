@@ -8,7 +8,7 @@ is synchronised across ranks (Lightning's `sync_batchnorm`), so its statistics a
 the global batch; torch's SyncBatchNorm has no CPU kernel, so on CPU (gloo) each rank normalises
 its own share. Training throughput comes from Lightning's `ThroughputMonitor` on rank zero, which
 scales its per-device rate by the world size (it assumes ranks are alike, as DDP's lock-step makes
-them): `train/samples_per_sec` (all ranks, logged when N > 1), `train/device/samples_per_sec`,
+them), logged at the end of each training epoch: `train/samples_per_sec` (all ranks, logged when N > 1), `train/device/samples_per_sec`,
 and with FLOPs per batch `train/device/flops_per_sec`, plus `train/device/mfu` where Lightning
 knows the device's peak (its table of CUDA GPUs; none for CPUs).
 """
@@ -19,6 +19,7 @@ import math
 
 import torch
 from lightning.pytorch.callbacks import Callback, ThroughputMonitor
+from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import measure_flops
 
 # ThroughputMonitor averages over a window of batches; at most this many (Lightning's default).
@@ -74,13 +75,26 @@ class TrainingFlops(Callback):
             pl_module.flops_per_batch = flops * self.batch_size // 2
 
 
+class EpochThroughput(ThroughputMonitor):
+    """Lightning's ThroughputMonitor, logging at the last training batch of each epoch instead of every step.
+
+    Every step would be one more request per step to a remote tracking server; the value at an epoch's
+    end is the rate over the last `window_size` batches. Validation throughput is not logged.
+    """
+
+    def _compute(self, trainer, iter_num=None) -> None:
+        if trainer.state.stage == RunningStage.TRAINING and trainer.is_last_batch:
+            super()._compute(trainer, iter_num)
+
+
 def batch_rows(batch) -> int:
     """Images in an (images, targets) batch; a module-level function, so spawned ranks can unpickle it."""
     return len(batch[0])
 
 
-def throughput_callbacks(*, train_rows: int, batch_size: int, world: int, epochs: int, image_size: int) -> list[Callback]:
-    """TrainingFlops + ThroughputMonitor, its window as long as the fit (2 to WINDOW batches) so short cells log too."""
-    batches = math.ceil(math.ceil(train_rows / world) / batch_size) * max(epochs, 1)
+def throughput_callbacks(*, train_rows: int, batch_size: int, world: int, image_size: int) -> list[Callback]:
+    """TrainingFlops + EpochThroughput, its window one epoch long (2 to WINDOW batches), so it is full by the
+    end of the first epoch (the second, for a cell with one batch per epoch)."""
+    batches = math.ceil(math.ceil(train_rows / world) / batch_size)
     return [TrainingFlops(batch_size, image_size),
-            ThroughputMonitor(batch_size_fn=batch_rows, window_size=max(2, min(WINDOW, batches)))]
+            EpochThroughput(batch_size_fn=batch_rows, window_size=max(2, min(WINDOW, batches)))]

@@ -197,7 +197,7 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
     world = world_size(devices)
     distributed = world > 1
     throughput = throughput_callbacks(train_rows=len(datamodule.fold.train), batch_size=datamodule.batch_size, world=world,
-                                      epochs=int(hp["epochs"]), image_size=datamodule.size)
+                                      image_size=datamodule.size)
     trainer = L.Trainer(
         max_epochs=int(hp["epochs"]),
         devices=devices,
