@@ -52,4 +52,4 @@ constraints:  ## re-pin the tested set from the current .venv
 	{ head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^medtl' | sort -f; } > constraints.tmp && mv constraints.tmp constraints.txt
 
 clean:
-	rm -rf reports .medtl_cache lightning_logs .pytest_cache
+	rm -rf reports .medtl_cache .medtl_jobs lightning_logs .pytest_cache

@@ -77,3 +77,17 @@ def test_slurm_without_sbatch_fails_with_the_fix(tmp_path, mlflow_uri, capsys, m
     err = capsys.readouterr().err
     assert "`sbatch` is not on PATH" in err and "--launcher local" in err and "Traceback" not in err
     assert MlflowClient(mlflow_uri).get_experiment_by_name("medtl-nosbatch") is None  # refused before any record
+
+
+def test_stages_run_pretraining_then_fine_tuning_then_ensembles_and_skip_finished_cells(tmp_path):
+    from benchmark.launchers import stages
+
+    path = write_suite(tmp_path, name="staged", target={"dataset": "gen-target", "options": {"size": 16}}, image_size=16,
+                       folds=2, strategies=["full", "ensemble-sources"])
+    suite = load_suite(path)
+    plan = stages(suite, finished={})
+    assert [name for name, _ in plan] == ["pretrain", "finetune", "ensembles"]
+    assert sum(len(cells) for _, cells in plan) == len(suite.cells)
+    assert all(c.stage == "pretrain" for c in plan[0][1]) and all(c.strategy == "ensemble-sources" for c in plan[2][1])
+    done = {c.hash: object() for c in plan[0][1]}  # pretraining FINISHED by an earlier launch
+    assert [name for name, _ in stages(suite, finished=done)] == ["finetune", "ensembles"]
