@@ -257,6 +257,14 @@ class SlurmLauncher:
                                 "Debian: apt-get install slurm-wlm), or use --launcher local.")
 
     def launch(self, settings: LaunchSettings, suite: Suite, plan: list, parent_id: str, echo) -> int:
+        try:
+            return self._submit(settings, suite, plan, parent_id, echo)
+        except (submitit.core.utils.FailedSubmissionError, submitit.core.utils.FailedJobError) as exc:
+            raise LauncherError(f"--launcher slurm: sbatch refused the jobs: {str(exc).strip()[-600:]}. Fix: check "
+                                "--slurm-partition, --timeout-min and the GPUs asked for against `sinfo -o '%P %l %G'`; "
+                                "jobs of earlier stages that were accepted can be cancelled with scancel.") from exc
+
+    def _submit(self, settings: LaunchSettings, suite: Suite, plan: list, parent_id: str, echo) -> int:
         previous = None
         for stage, cells in plan:
             executor = self._executor(settings, f"medtl-{suite.name}-{stage}", previous,

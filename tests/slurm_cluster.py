@@ -85,9 +85,9 @@ def _stop(folder: Path) -> None:
             time.sleep(0.1)
 
 
-@pytest.fixture
-def slurm_cluster(monkeypatch):
-    """Start munged, slurmctld and slurmd on this machine; yields the slurm.conf path (also $SLURM_CONF)."""
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """Start munged, slurmctld and slurmd on this machine; yields the slurm.conf path (also $SLURM_CONF, restored after)."""
     missing = [d for d in DAEMONS if _which(d) is None]
     if missing:
         pytest.skip(f"SLURM cannot start: {', '.join(missing)} not installed (Debian packages slurm-wlm and munge; "
@@ -99,6 +99,7 @@ def slurm_cluster(monkeypatch):
     for sub in ("munge", "state", "spool"):
         (folder / sub).mkdir(mode=0o755)
     run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True, timeout=60)  # noqa: E731
+    previous_conf = os.environ.get("SLURM_CONF")
     try:
         made = run(_which("mungekey"), "-c", "-k", str(folder / "munge/munge.key"))
         if made.returncode != 0:
@@ -111,7 +112,7 @@ def slurm_cluster(monkeypatch):
             pytest.skip(f"SLURM cannot start: munged failed: {started.stderr.strip()[-300:]}")
         conf = folder / "slurm.conf"
         conf.write_text(_conf(folder, socket.gethostname().split(".")[0]))
-        monkeypatch.setenv("SLURM_CONF", str(conf))
+        os.environ["SLURM_CONF"] = str(conf)
         for daemon in ("slurmctld", "slurmd"):
             done = run(_which(daemon), "-f", str(conf))
             if done.returncode != 0:
@@ -130,6 +131,10 @@ def slurm_cluster(monkeypatch):
     finally:
         _stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
+        if previous_conf is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous_conf
 
 
 def wait_for_queue(timeout_s: float = 300) -> bool:

@@ -53,3 +53,17 @@ def test_slurm_launcher_runs_the_stages_as_dependent_job_arrays(tmp_path, mlflow
     assert len({r.data.tags["medtl.pid"] for r in cells}) == 3
     assert parent.data.metrics["cells_ran"] == 3
     assert any(a.path == "report" for a in client.list_artifacts(parent.info.run_id))
+
+
+def test_a_job_sbatch_refuses_fails_with_its_reason_and_the_fix(tmp_path, mlflow_uri, slurm_cluster, capsys):  # noqa: F811
+    path = write_suite(tmp_path, name="refused", **SUITE)
+    argv = ["benchmark", str(path), "--launcher", "slurm", "--accelerator", "cpu", "--slurm-partition", "nosuchpartition",
+            "--jobs-folder", str(tmp_path / "jobs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "sbatch refused the jobs" in err and "invalid partition specified: nosuchpartition" in err
+    assert "Fix:" in err and "Traceback" not in err
+    client = MlflowClient(mlflow_uri)
+    experiment = client.get_experiment_by_name(experiment_name(load_suite(path)))
+    (parent,) = client.search_runs([experiment.experiment_id])
+    assert parent.info.status == "FAILED"  # the suite run records that nothing was submitted
