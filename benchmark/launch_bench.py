@@ -5,8 +5,9 @@
 A measurement, not a test: the same generated suite (gen-target, smallcnn, 16 px, scratch weights)
 runs alternately with --workers 1 and --workers 2, each time in a new temporary folder (its own
 SQLite store), timed from the command's start to its exit (interpreter start-up, worker start-up,
-cells, report). Each worker uses torch's default thread count, as a user's would; the CSV records
-the cores, the threads and the load average, since on a shared machine they decide the ratio.
+cells, report). CPU workers split the cores (the launcher sets OMP_NUM_THREADS = cores / workers);
+the CSV records the cores, the threads and the load average, since on a shared machine they decide
+the ratio.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def suite(cells: int, epochs: int) -> dict:
+def suite(cells: int, epochs: int, size: int) -> dict:
     seeds = max(cells // 2, 1)  # 2 folds x seeds
-    return {"name": "launchbench", "target": {"dataset": "gen-target", "options": {"size": 16}}, "folds": 2,
-            "seeds": list(range(seeds)), "image_size": 16, "backbones": ["smallcnn"],
+    return {"name": "launchbench", "target": {"dataset": "gen-target", "options": {"size": size}}, "folds": 2,
+            "seeds": list(range(seeds)), "image_size": size, "backbones": ["smallcnn"],
             "sources": {"none": {"weights": "scratch"}}, "hparams": {"epochs": epochs, "batch_size": 32},
             "throughput": {"batch_size": 8, "warmup": 1, "batches": 2}}
 
@@ -54,26 +55,31 @@ def timed_run(workers: int, spec: dict) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out-dir", default="reports/throughput")
     args = parser.parse_args(argv)
-    spec = suite(args.cells, args.epochs)
+    spec = suite(args.cells, args.epochs, args.image_size)
     rows = []
     for round_ in range(args.rounds):
         for workers in (1, 2) if round_ % 2 == 0 else (2, 1):  # alternate, so drift in the machine's load is shared
             load = os.getloadavg()[0]
             seconds = timed_run(workers, spec)
-            rows.append({"round": round_, "workers": workers, "seconds": round(seconds, 2), "load_avg_1m_before": load})
+            rows.append({"round": round_, "workers": workers, "seconds": round(seconds, 2), "load_avg_1m_before": load,
+                         "threads_per_worker": int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // workers)})
             print(f"round {round_}: {workers} worker(s): {seconds:.1f} s (load {load:.1f})", flush=True)
     table = pd.DataFrame(rows)
     one = statistics.median(table[table.workers == 1].seconds)
     two = statistics.median(table[table.workers == 2].seconds)
-    table["cells"], table["epochs"], table["cores"] = 2 * len(spec["seeds"]), args.epochs, os.cpu_count()
-    table["torch_threads"], table["torch"] = torch.get_num_threads(), torch.__version__
-    out = Path(args.out_dir) / f"launch_local_{table.cells[0]}cells_{args.epochs}ep_{os.cpu_count()}cores.csv"
+    table["cells"], table["epochs"], table["image_size"], table["cores"] = 2 * len(spec["seeds"]), args.epochs, args.image_size, os.cpu_count()
+    table["torch"] = torch.__version__
+    out = Path(args.out_dir) / f"launch_local_{table.cells[0]}cells_{args.epochs}ep_{args.image_size}px_{os.cpu_count()}cores.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
+    # Paired within a round (the two runs sit next to each other in time): robust to the load drifting.
+    paired = [float(r[r.workers == 2].seconds.iloc[0] / r[r.workers == 1].seconds.iloc[0]) for _, r in table.groupby("round")]
+    print(f"paired ratios 2/1 per round: {', '.join(f'{x:.2f}' for x in paired)}; median {statistics.median(paired):.2f}")
     print(f"median wall time: 1 worker {one:.1f} s, 2 workers {two:.1f} s, ratio 2/1 = {two / one:.2f} "
           f"({table.cells[0]} cells, {os.cpu_count()} cores); written to {out}")
     return 0

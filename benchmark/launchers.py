@@ -207,10 +207,13 @@ class LocalLauncher:
             echo(f"Stage {stage}: {len(cells)} cell(s) over {n} local worker process(es).")
             jobs = []
             try:
+                # CPU workers share the cores (torch would give each all of them: n x oversubscribed);
+                # a user's own OMP_NUM_THREADS wins.
+                threads = [] if gpus else [f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{max(1, (os.cpu_count() or 1) // n)}}}"]
                 for i in range(n):
                     mine = gpus[i] if gpus else ()
                     executor.update_parameters(timeout_min=settings.timeout_min, gpus_per_node=len(mine),
-                                               visible_gpus=mine, setup=code_setup())
+                                               visible_gpus=mine, setup=code_setup() + threads)
                     # Worker i starts at the i-th cell, so workers do not all race for the first one.
                     order = [c.hash for c in cells[i:] + cells[:i]]
                     jobs.append(executor.submit(CellWorker(), settings, parent_id, order, False))
