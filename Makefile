@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUITE ?= benchmark/suites/smoke.yaml
 MLFLOW_PORT ?= 5000
 
-.PHONY: install test test-fast benchmark tune real-cpu report perf ui lint-imports constraints clean
+.PHONY: install test test-fast benchmark tune real-cpu report perf ui server lint-imports constraints clean
 
 install:  ## create .venv and install medtl with its test extras, pinned by constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ ui:  ## browse runs: prints the link to the suite's runs table (cells nested und
 	@echo "The suite's report: its parent run's artifacts, folder report/ (report.html)."
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --default-artifact-root ./mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
 
+server:  ## a team's MLflow server: PostgreSQL (DB=postgresql+psycopg2://USER@HOST:5432/mlflow) + served ./mlartifacts, on 127.0.0.1:$(MLFLOW_PORT)
+	$(BIN)/medtl server --backend-store-uri $(or $(DB),$(MEDTL_SERVER_DB),postgresql+psycopg2://$(or $(USER),$(shell whoami))@127.0.0.1:5432/mlflow) --port $(MLFLOW_PORT)
+
 lint-imports:
 	$(BIN)/lint-imports
 
@@ -49,4 +52,4 @@ constraints:  ## re-pin the tested set from the current .venv
 	{ head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^medtl' | sort -f; } > constraints.tmp && mv constraints.tmp constraints.txt
 
 clean:
-	rm -rf reports .medtl_cache lightning_logs .pytest_cache
+	rm -rf reports .medtl_cache .medtl_jobs lightning_logs .pytest_cache

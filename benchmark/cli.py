@@ -7,6 +7,7 @@
     medtl migrate                                   # re-tag an older store's finished cells (after an upgrade)
     medtl throughput --backbones resnet18,vgg16     # inference FPS per backbone (make perf)
     medtl data ...                                  # download / verify / describe datasets
+    medtl server --backend-store-uri postgresql+psycopg2://USER@HOST/DB   # a team's MLflow server (make server)
 """
 
 from __future__ import annotations
@@ -37,10 +38,29 @@ def _data_root(value: str | None) -> Path | None:
 def cmd_benchmark(args) -> int:
     from benchmark.runner import run_suite
 
+    if args.launcher:
+        return _launch(args)
+    if args.workers is not None:
+        print(f"medtl: error: --workers {args.workers} applies to a launcher, and none was given. Fix: add "
+              "--launcher local (worker processes here) or --launcher slurm (job arrays).", file=sys.stderr)
+        return EXIT_BAD_INPUT
     outcome = run_suite(_suite_path(args.suite), data_root=_data_root(args.data_root), uri=args.tracking_uri,
                         report_dir=Path(args.report_dir) if args.report_dir else None, accelerator=args.accelerator)
     print(f"Done in {outcome.seconds:.1f} s: {len(outcome.ran)} ran, {len(outcome.skipped)} skipped, {len(outcome.failed)} failed.")
     return outcome.exit_code
+
+
+def _launch(args) -> int:
+    """medtl benchmark SUITE --launcher local|slurm [--workers N] (benchmark/launchers.py)."""
+    from benchmark.launchers import LauncherError, launch, settings_from
+
+    if args.workers is None:
+        args.workers = 2
+    try:
+        return launch(args.launcher, settings_from(args, _suite_path(args.suite), args.tracking_uri))
+    except LauncherError as exc:
+        print(f"medtl: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def cmd_report(args) -> int:
@@ -160,6 +180,21 @@ def _log_throughput(table, uri: str) -> None:
         client.set_terminated(run.info.run_id)
 
 
+def cmd_server(args) -> int:
+    """medtl server --backend-store-uri URL [--host 127.0.0.1] [--port 5000] [--auth] (benchmark/server.py)."""
+    from benchmark.server import DB_ENV, ServerError, ServerSettings, serve
+
+    settings = ServerSettings(backend_store_uri=args.backend_store_uri or os.environ.get(DB_ENV, ""),
+                              artifacts_destination=args.artifacts_destination, host=args.host, port=args.port,
+                              workers=args.workers, auth=args.auth, allowed_hosts=args.allowed_hosts)
+    try:
+        serve(settings)  # does not return: the process becomes `mlflow server`
+    except ServerError as exc:
+        print(f"medtl: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
 def cmd_migrate(args) -> int:
     from benchmark.migrate import migrate_store
     from tracking.store import open_store
@@ -213,6 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
     bench.add_argument("--report-dir", help="where to write the leaderboard (default reports/<suite>)")
     bench.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
+    scale = bench.add_argument_group("launchers", "spread the cells over workers that share the MLflow store "
+                                     "(benchmark/launchers.py; README, 'Beyond one machine')")
+    scale.add_argument("--launcher", help="local: worker processes here, then the report; slurm: submit job arrays (submitit) and return")
+    scale.add_argument("--workers", type=int, help="local: worker processes; slurm: array tasks running at once (default 2)")
+    scale.add_argument("--jobs-folder", help="submitit's job files and logs (default .medtl_jobs; on SLURM a shared folder)")
+    scale.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit per job, minutes (default 1440); a "
+                       "job past it is requeued and resumes")
+    scale.add_argument("--slurm-partition", help="SLURM partition (default: the cluster's default)")
+    scale.add_argument("--cpus-per-cell", type=int, help="SLURM --cpus-per-task (default: the cluster's default)")
     bench.set_defaults(func=cmd_benchmark)
 
     report = sub.add_parser("report", help="rebuild a suite's report (leaderboard, tests, plots, report.html) from MLflow")
@@ -254,6 +298,21 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--tracking-uri")
     tune.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto (default cpu)")
     tune.set_defaults(func=cmd_tune)
+
+    server = sub.add_parser("server", help="a team's MLflow tracking server: PostgreSQL backend, served artifacts, "
+                            "127.0.0.1 by default (README, 'Beyond one machine')")
+    server.add_argument("--backend-store-uri", help="database of the runs, e.g. postgresql+psycopg2://USER@HOST:5432/DB "
+                        "(default $MEDTL_SERVER_DB)")
+    server.add_argument("--artifacts-destination", default="./mlartifacts", help="where the server keeps artifacts "
+                        "(a folder or s3://...; default ./mlartifacts)")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, default=4, help="server worker processes (default 4)")
+    server.add_argument("--auth", action="store_true", help="MLflow's basic-auth app (needs mlflow[auth] and "
+                        "MLFLOW_FLASK_SERVER_SECRET_KEY)")
+    server.add_argument("--allowed-hosts", help="Host headers to accept, e.g. mlflow.lab:5000 (default: localhost and "
+                        "private addresses)")
+    server.set_defaults(func=cmd_server)
 
     migrate = sub.add_parser("migrate", help="re-tag finished cells of an older store with the current cell identity")
     migrate.add_argument("--tracking-uri")

@@ -69,6 +69,20 @@ def cell_tags(spec: RunSpec, suite: Suite) -> dict[str, str]:
     }
 
 
+def prepare_suite(suite_path: Path | str, *, data_root: Path | None = None, uri: str | None = None,
+                  accelerator: str = "auto", cells=None) -> tuple[Suite, CellContext, str]:
+    """Load and check what a suite's cells need (suite, store, the data of `cells`, default all) before any run:
+    (suite, the cells' shared context, the suite's experiment id). Raises SuiteError, StoreError or DataError."""
+    _quiet_libraries()
+    suite = load_suite(suite_path)
+    uri = tracking_uri(uri)
+    client = open_store(uri)
+    ctx = CellContext(client, uri, data_root, Path(".medtl_cache"), {}, suite.throughput, accelerator, suite.num_workers,
+                      suite.save_checkpoints)
+    check_suite_data(suite.cells if cells is None else cells, data_root, ctx.tasks)
+    return suite, ctx, ensure_experiment(client, experiment_name(suite))
+
+
 def run_suite(
     suite_path: Path | str,
     *,
@@ -84,15 +98,9 @@ def run_suite(
     (StoreError) and every dataset loaded and checked (DataError). SIGINT / SIGTERM raise
     `Interrupted`: the running cell and the parent run end KILLED.
     """
-    _quiet_libraries()
     started = time.perf_counter()
-    suite = load_suite(suite_path)
-    uri = tracking_uri(uri)
-    client = open_store(uri)
-    ctx = CellContext(client, uri, data_root, Path(".medtl_cache"), {}, suite.throughput, accelerator, suite.num_workers,
-                      suite.save_checkpoints)
-    check_suite_data(suite.cells, data_root, ctx.tasks)
-    experiment_id = ensure_experiment(client, experiment_name(suite))
+    suite, ctx, experiment_id = prepare_suite(suite_path, data_root=data_root, uri=uri, accelerator=accelerator)
+    client = ctx.client
     claims = Claims(client, experiment_id)
     with stop_on_signals():
         try:
@@ -113,7 +121,6 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
     outcome = SuiteOutcome(suite, parent_id)
     echo(f"Suite {suite.name}: {len(suite.cells)} cells ({len(suite.cells) - len(suite.finetune_cells)} pretraining) "
          f"-> MLflow {ctx.tracking_uri}, experiment {experiment_name(suite)}")
-    status = "FINISHED"
     try:
         with tqdm(total=len(suite.cells), desc=f"suite {suite.name}", unit="cell", position=0, dynamic_ncols=True) as bar:
             for spec in _cells_in_order(outcome, ctx, parent_id, echo):
@@ -122,47 +129,9 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
                     bar.update(1)
                     continue
                 bar.set_postfix_str(spec.label)
-                _await_pretraining(spec, ctx, claims)
-                run_id = claims.claim(spec.hash, name=spec.label, tags=cell_tags(spec, suite), parent_id=parent_id)
-                if run_id is None:  # FINISHED meanwhile, or another live worker holds it
-                    outcome.elsewhere.append(spec)
-                    bar.update(1)
-                    continue
-                try:
-                    with CellRun(client, experiment_id, name=spec.label, tags={}, run_id=run_id,
-                                 params={"spec_hash": spec.hash, **flatten(spec.to_dict())}) as run:
-                        run_cell(spec, ctx, run)
-                    finished[spec.hash] = client.get_run(run.run_id)
-                    outcome.ran.append(spec)
-                except STOPPED:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - recorded FAILED by CellRun; the suite goes on
-                    outcome.failed.append((spec, f"{type(exc).__name__}: {exc}"))
-                    tqdm.write(f"FAILED {spec.label} [{spec.hash}]: {type(exc).__name__}: {exc}")
-                finally:
-                    claims.release(run_id)
+                run_claimed_cell(spec, ctx, claims, experiment_id, parent_id, outcome)
                 bar.update(1)
-        suite = outcome.suite  # with tune_budget: reloaded after tuning, its cells carry the best trials' values
-        if outcome.skipped:
-            echo(f"Skipped {len(outcome.skipped)} of {len(suite.cells)} cells that already have a FINISHED run with the same spec hash.")
-        if outcome.elsewhere:
-            echo(f"Left {len(outcome.elsewhere)} cell(s) to other workers that claimed them first (their runs show in "
-                 "`medtl report` once FINISHED).")
-        finished.update(finished_runs_by_hash(client, experiment_id))  # other workers' cells count too
-        outcome.leaderboard, cells = suite_leaderboard(suite, client, finished)
-        out_dir = report_dir or Path("reports") / suite.name
-        outcome.report_paths = write_report(outcome.leaderboard, cells, out_dir, f"medtl {suite.name}")
-        outcome.report_paths = _full_report(client, suite, out_dir, outcome.report_paths, echo)
-        for path in outcome.report_paths:
-            client.log_artifact(parent_id, str(path), "report" + ("/confusion_matrices" if path.parent.name == "confusion_matrices" else ""))
-        _log_suite_summary(client, parent_id, outcome)
-        echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}"))
-        echo(f"Report written to {out_dir}/ (report.html, report.md, leaderboard.csv, ...) and logged to parent run {parent_id}.")
-        if outcome.failed:
-            status = "FAILED"
-            echo(f"{len(outcome.failed)} cell(s) FAILED (rerun the suite to retry them):")
-            for spec, error in outcome.failed:
-                echo(f"  {spec.label} [{spec.hash}]: {error}")
+        status = write_suite_report(outcome, ctx, parent_id, report_dir, echo)
     except BaseException:
         status = "KILLED"
         raise
@@ -171,6 +140,59 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
         claims.release(parent_id)
         client.set_terminated(parent_id, status)
     return outcome
+
+
+def run_claimed_cell(spec: RunSpec, ctx: CellContext, claims: Claims, experiment_id: str, parent_id: str,
+                     outcome: SuiteOutcome) -> None:
+    """Claim `spec` and run it in its own run under `parent_id`; the result goes into `outcome` (ran, failed or
+    elsewhere: FINISHED meanwhile, or another live worker holds it). Used by the runner and by launchers' workers."""
+    client = ctx.client
+    _await_pretraining(spec, ctx, claims)
+    run_id = claims.claim(spec.hash, name=spec.label, tags=cell_tags(spec, outcome.suite), parent_id=parent_id)
+    if run_id is None:
+        outcome.elsewhere.append(spec)
+        return
+    try:
+        with CellRun(client, experiment_id, name=spec.label, tags={}, run_id=run_id,
+                     params={"spec_hash": spec.hash, **flatten(spec.to_dict())}) as run:
+            run_cell(spec, ctx, run)
+        ctx.finished[spec.hash] = client.get_run(run.run_id)
+        outcome.ran.append(spec)
+    except STOPPED:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded FAILED by CellRun; the suite goes on
+        outcome.failed.append((spec, f"{type(exc).__name__}: {exc}"))
+        tqdm.write(f"FAILED {spec.label} [{spec.hash}]: {type(exc).__name__}: {exc}")
+    finally:
+        claims.release(run_id)
+
+
+def write_suite_report(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, report_dir: Path | None, echo) -> str:
+    """The suite's report from every FINISHED cell (any worker's), logged to the parent run; returns its final status."""
+    client, finished = ctx.client, ctx.finished
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    suite, status = outcome.suite, "FINISHED"  # with tune_budget: reloaded after tuning, its cells carry the best trials' values
+    if outcome.skipped:
+        echo(f"Skipped {len(outcome.skipped)} of {len(suite.cells)} cells that already have a FINISHED run with the same spec hash.")
+    if outcome.elsewhere:
+        echo(f"Left {len(outcome.elsewhere)} cell(s) to other workers that claimed them first (their runs show in "
+             "`medtl report` once FINISHED).")
+    finished.update(finished_runs_by_hash(client, experiment_id))  # other workers' cells count too
+    outcome.leaderboard, cells = suite_leaderboard(suite, client, finished)
+    out_dir = report_dir or Path("reports") / suite.name
+    outcome.report_paths = write_report(outcome.leaderboard, cells, out_dir, f"medtl {suite.name}")
+    outcome.report_paths = _full_report(client, suite, out_dir, outcome.report_paths, echo)
+    for path in outcome.report_paths:
+        client.log_artifact(parent_id, str(path), "report" + ("/confusion_matrices" if path.parent.name == "confusion_matrices" else ""))
+    _log_suite_summary(client, parent_id, outcome)
+    echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}"))
+    echo(f"Report written to {out_dir}/ (report.html, report.md, leaderboard.csv, ...) and logged to parent run {parent_id}.")
+    if outcome.failed:
+        status = "FAILED"
+        echo(f"{len(outcome.failed)} cell(s) FAILED (rerun the suite to retry them):")
+        for spec, error in outcome.failed:
+            echo(f"  {spec.label} [{spec.hash}]: {error}")
+    return status
 
 
 def _cells_in_order(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, echo):

@@ -97,6 +97,8 @@ class RunSpec:
             del d["members"]
         if not d["extra_train"]:  # added with minority-class extension: cells without one hash as before
             del d["extra_train"]
+        if self.devices > 1:  # since issue 13 each device loads batch_size / devices rows (the global batch is kept)
+            d["batch_per_device"] = "batch_size / devices"
         return d
 
     @cached_property

@@ -18,10 +18,12 @@ from pathlib import Path
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.plugins.environments import LightningEnvironment
 
 from tasks.data.datamodule import TaskDataModule
 from tasks.data.device_pipeline import loader_workers, resolve_pipeline
 from tasks.data.index import Task
+from tasks.training.distributed import per_device_batch, sync_batchnorm, throughput_callbacks, world_size
 from tasks.training.module import ClassifierModule
 from tasks.training.speed import MemoryFormat, warn_precision
 from tasks.training.strategies import Strategy, get_strategy
@@ -91,6 +93,11 @@ def train_and_test(
     processes), not a hyperparameter. The selected epoch's checkpoint is deleted after the test
     unless `keep_checkpoint` names a file to copy it to.
 
+    With `devices` N > 1 the fit runs DDP over N processes, each loading batch_size / N rows (the
+    global batch stays the same; `tasks.training.distributed`), and the test runs once, on one device.
+    Training throughput (img/s over all ranks, FLOP/s, MFU where the peak is known) is logged to
+    `logger` by Lightning's ThroughputMonitor.
+
     A strategy that does not train with Lightning (its `fit` is set) gets the same fold and returns
     the same result; it reads features from `feature_cache` (a machine setting; default
     `tasks.training.features.default_cache_dir()`), extracts on one device in float32 (`devices`
@@ -117,6 +124,9 @@ def train_and_test(
     pipeline = resolve_pipeline(pipeline, accelerator, len(task.index), size)
     num_workers = loader_workers(num_workers, accelerator, pipeline if strategy.fit is None else "cpu")
     on_gpu = accelerator not in ("cpu",) and torch.cuda.is_available()
+    # Several devices keep the global batch: each rank loads its share (tasks.training.distributed).
+    world = world_size(devices) if strategy.fit is None else 1
+    batch_size = per_device_batch(int(hp.get("batch_size", 32)), world)
     datamodule = TaskDataModule(
         task,
         fold=fold,
@@ -126,7 +136,7 @@ def train_and_test(
         mean=config.mean,
         std=config.std,
         # Strategies that do not train read neither (their features are un-augmented).
-        batch_size=int(hp.get("batch_size", 32)),
+        batch_size=batch_size,
         augment=str(hp.get("augment", "none")),
         num_workers=num_workers,
         fraction=fraction,
@@ -198,15 +208,23 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
         deterministic="warn",
     )
     progress = TQDMProgressBar(process_position=progress_position, leave=False)
-    distributed = devices not in (1, "1")
+    world = world_size(devices)
+    distributed = world > 1
+    throughput = throughput_callbacks(train_rows=len(datamodule.fold.train), batch_size=datamodule.batch_size, world=world,
+                                      image_size=datamodule.size)
     trainer = L.Trainer(
         max_epochs=int(hp["epochs"]),
         devices=devices,
-        # Several devices: spawn the DDP workers from this process. The default launcher would
-        # re-run the whole command (the suite runner, its MLflow runs) once per rank; with spawn
-        # only `fit` is distributed and rank 0's weights come back to this process.
+        # Several devices: spawn the DDP workers from this process. Lightning's default for GPUs,
+        # `ddp`, re-runs the whole command once per rank (here: the suite runner, its claims and
+        # MLflow runs); with spawn only `fit` is distributed and rank 0's weights come back to this
+        # process. Why this trade is right here: README, "Beyond one machine".
         strategy="ddp_spawn" if distributed else "auto",
-        callbacks=[*strategy.build_callbacks(hp), *selection, progress, *(callbacks or [])],
+        sync_batchnorm=sync_batchnorm(accelerator, world),
+        # The spawned ranks live on this machine: inside a SLURM job Lightning would otherwise take the
+        # job's task count (one task per cell, `medtl benchmark --launcher slurm`) as the world size.
+        plugins=[LightningEnvironment()] if distributed else None,
+        callbacks=[*strategy.build_callbacks(hp), *selection, progress, *throughput, *(callbacks or [])],
         num_sanity_val_steps=0,
         **common,
     )

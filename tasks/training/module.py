@@ -89,13 +89,13 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         x, y = batch
         loss = self._loss(self(x), y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.log("val/loss", self._loss(logits, y), on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log("val/loss", self._loss(logits, y), on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         self.val_metrics.update(self.probabilities(logits), y.int() if self.multilabel else y)
 
     def on_validation_epoch_end(self) -> None:

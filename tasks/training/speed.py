@@ -113,8 +113,12 @@ class MemoryFormat(Callback):
         pl_module.to(memory_format=torch_format(self.resolved))
         pl_module.input_memory_format = self.resolved
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        self._apply(pl_module)
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Before the strategy wraps the module: DDP lays out its gradient buckets by the weights'
+        # strides when it wraps, and weights re-laid out afterwards (as on_fit_start did) trained
+        # a 2-device cell on gradients that differed from the 1-device ones (tests/benchmark/test_scale_ddp.py).
+        if stage == "fit":
+            self._apply(pl_module)
 
     def on_test_start(self, trainer, pl_module) -> None:
         self._apply(pl_module)
