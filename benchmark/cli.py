@@ -110,7 +110,7 @@ def cmd_throughput(args) -> int:
 
     from backbones import create_backbone, list_backbones
     from benchmark.cost import flops_per_image
-    from benchmark.throughput import device_peak, fraction_of_peak, measure_fps, measure_latency, measure_training
+    from benchmark.throughput import device_peak, fraction_of_peak, measure_fps, measure_latency, measure_training, write_results
     from tasks.training.speed import warn_precision
     from tracking.environment import environment_tags
 
@@ -151,10 +151,8 @@ def cmd_throughput(args) -> int:
     device = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).replace(":", "")
     layout = table["memory_format"].iloc[0] if args.memory_format == "auto" and len(table) else args.memory_format
     # The file name carries the conditions, so results from different settings never overwrite each other.
-    out = Path(args.out_dir) / (f"throughput_{device}_{args.image_size}px_{args.precision}_{layout}"
-                                f"{'_compiled' if args.compile else ''}_t{torch.get_num_threads()}.csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    out = write_results(table, args.out_dir, f"throughput_{device}_{args.image_size}px_{args.precision}_{layout}"
+                                             f"{'_compiled' if args.compile else ''}_t{torch.get_num_threads()}.csv")
     if args.tracking_uri:
         _log_throughput(table, args.tracking_uri)
     print(table.drop(columns=["peak_source", "git_sha"]).to_markdown(index=False))

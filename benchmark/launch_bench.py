@@ -25,6 +25,8 @@ import pandas as pd
 import torch
 import yaml
 
+from benchmark.throughput import write_results
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -74,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     two = statistics.median(table[table.workers == 2].seconds)
     table["cells"], table["epochs"], table["image_size"], table["cores"] = 2 * len(spec["seeds"]), args.epochs, args.image_size, os.cpu_count()
     table["torch"] = torch.__version__
-    out = Path(args.out_dir) / f"launch_local_{table.cells[0]}cells_{args.epochs}ep_{args.image_size}px_{os.cpu_count()}cores.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    out = write_results(table, args.out_dir, f"launch_local_{table.cells[0]}cells_{args.epochs}ep_{args.image_size}px_{os.cpu_count()}cores.csv")
     # Paired within a round (the two runs sit next to each other in time): robust to the load drifting.
     paired = [float(r[r.workers == 2].seconds.iloc[0] / r[r.workers == 1].seconds.iloc[0]) for _, r in table.groupby("round")]
     print(f"paired ratios 2/1 per round: {', '.join(f'{x:.2f}' for x in paired)}; median {statistics.median(paired):.2f}")

@@ -23,12 +23,11 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from backbones import create_backbone
-from benchmark.throughput import _autocast, _device, _sync, device_name, measure_fps
+from benchmark.throughput import _autocast, _device, _sync, device_name, measure_fps, write_results
 from tasks.training.speed import native_bf16
 
 MODELS = ("resnet18", "resnet50", "densenet169", "vgg16")
@@ -123,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     with_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and native_bf16(dev.type))
     table = compare(args.models.split(","), image_size=args.image_size, batch_size=args.batch_size, warmup=args.warmup,
                     batches=args.batches, rounds=args.rounds, device=args.device, with_bf16=with_bf16)
-    out = Path(args.out_dir) / f"perf_{dev.type}_{args.image_size}px_bs{args.batch_size}_t{torch.get_num_threads()}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    out = write_results(table, args.out_dir, f"perf_{dev.type}_{args.image_size}px_bs{args.batch_size}_t{torch.get_num_threads()}.csv")
     print(table.to_markdown(index=False))
     print(f"Written to {out}.")
     return 0

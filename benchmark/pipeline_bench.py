@@ -23,12 +23,11 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from backbones import create_backbone
-from benchmark.throughput import _device, _prepare, _sync, device_name, training_net, training_step_fn
+from benchmark.throughput import _device, _prepare, _sync, device_name, training_net, training_step_fn, write_results
 from tasks.data import TaskDataModule, load_task
 from tasks.training.speed import to_format
 
@@ -116,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(rows)
     dev = _device(args.device)
     name = f"pipeline_{args.pipeline}_{dev.type}_bs{args.batch_size}_{args.precision}_w{args.num_workers}_t{torch.get_num_threads()}.csv"
-    out = Path(args.out_dir) / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    out = write_results(table, args.out_dir, name)
     print(table.to_markdown(index=False))
     print(f"Written to {out}.")
     return 0

@@ -19,6 +19,7 @@ import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -209,3 +210,12 @@ def fraction_of_peak(flops_per_image: float, images_per_second: float, peak: Pea
     if not peak.flops or peak.flops != peak.flops:
         return float("nan")
     return flops_per_image * images_per_second / peak.flops
+
+
+def write_results(table, out_dir: str | Path, name: str) -> Path:
+    """Write a benchmark's table as `out_dir/name` (a file name that carries its conditions, timm style,
+    so results of different settings never overwrite each other); returns the path."""
+    out = Path(out_dir) / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    return out
