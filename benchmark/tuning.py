@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tracking.claims import pid_alive  # the same liveness check cell claims use
+
 STORAGE_ENV = "MEDTL_OPTUNA_STORAGE"  # the storage suites read `hparams_from: optuna` from
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 OBJECTIVE = "val/mcc"  # the model-selection metric (hparams `select: mcc`), maximised
@@ -326,20 +328,10 @@ def fail_dead_trials(study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker", "")
         worker_host, _, pid = worker.rpartition(":")
-        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+        if worker_host == host and pid.isdigit() and not pid_alive(int(pid)):
             if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 failed.append(trial.number)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _close_dead_trial_runs(client, experiment_id: str, study) -> None:
