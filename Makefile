@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUITE ?= benchmark/suites/smoke.yaml
 MLFLOW_PORT ?= 5000
 
-.PHONY: install test test-fast benchmark tune real-cpu report perf ui server lint-imports constraints clean
+.PHONY: install test test-fast benchmark tune real-cpu report pipeline perf ui server lint-imports constraints clean
 
 install:  ## create .venv and install medtl with its test extras, pinned by constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ real-cpu:  ## the real-data CPU profile on ../shared/data (override DATA=...)
 
 report:  ## leaderboard of what has finished so far
 	$(BIN)/medtl report $(SUITE)
+
+pipeline:  ## training-pipeline efficiency, both paths (SIZES=32,64,224 on a GPU); CSV reports/throughput/pipeline_*.csv
+	$(BIN)/python -m benchmark.pipeline_bench --pipeline cpu,device $(if $(SIZES),--sizes $(SIZES))
 
 perf:  ## medtl vs timm inference img/s, alternating (MODELS=resnet18,...); CSV reports/throughput/perf_*.csv
 	$(BIN)/python -m benchmark.perf $(if $(MODELS),--models $(MODELS))

@@ -108,6 +108,8 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
         memory_format=str(ctx.throughput.get("memory_format", "auto")),
         # Also a machine setting: per-image CPU augmentation, or a uint8 store augmented on the device.
         pipeline=str(ctx.throughput.get("pipeline", "auto")),
+        # And one more: torch.compile of the training steps (off by default; tasks.training.speed.Compile).
+        compile=bool(ctx.throughput.get("compile", False)),
     )
     train = dict(fold=spec.fold, k=spec.folds, seed=spec.seed, hp=spec.hp, size=spec.image_size, strategy=spec.strategy)
     if spec.stage == "pretrain":
@@ -150,7 +152,7 @@ def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellCon
     )
     run.set_tags(throughput.params())
     # What training really ran in (bf16 on an emulating CPU runs as asked, with a warning: tasks.training.speed).
-    run.set_tags({f"medtl.{k}_effective": str(v) for k, v in result.extra.items() if k in ("precision", "memory_format", "pipeline")})
+    run.set_tags({f"medtl.{k}_effective": str(v) for k, v in result.extra.items() if k in ("precision", "memory_format", "pipeline", "compile")})
     return {
         "test/fps": throughput.fps,
         "test/fps_pipeline": len(fold.test) / max(result.test_seconds, 1e-9),

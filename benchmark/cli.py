@@ -139,8 +139,8 @@ def cmd_throughput(args) -> int:
         print(f"{name:>16} latency bs1   : p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms", flush=True)
         if not args.no_training:
             fps = measure_training(net, image_size=size, batch_size=max(sweep), warmup=args.warmup, batches=args.batches,
-                                   **common)
-            rows.append({**base, "mode": "training", "batch_size": max(sweep), "img_s": round(fps, 2), "compiled": False,
+                                   compile=args.compile, **common)
+            rows.append({**base, "mode": "training", "batch_size": max(sweep), "img_s": round(fps, 2), "compiled": args.compile,
                          "fraction_of_peak": fraction_of_peak(3 * flops, fps, peak)})
             print(f"{name:>16} training bs{max(sweep):<5}: {fps:9.1f} img/s (forward + backward + Adam step)", flush=True)
     table = pd.DataFrame(rows)
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
     perf.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
                       help="auto: channels_last for convnets")
-    perf.add_argument("--compile", action="store_true", help="torch.compile the inference forward (off by default)")
+    perf.add_argument("--compile", action="store_true", help="torch.compile the inference forward and the training step (off by default)")
     perf.add_argument("--no-training", action="store_true", help="skip the training img/s measurement")
     perf.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     perf.add_argument("--warmup", type=int, default=2)

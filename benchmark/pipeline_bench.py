@@ -1,18 +1,23 @@
 """Training-pipeline efficiency: end-to-end training img/s over model-only training img/s.
 
-    python -m benchmark.pipeline_bench                                   # resnet18 + smallcnn at 32 and 64 px
-    python -m benchmark.pipeline_bench --models smallcnn --sizes 32 --batches 4 --rounds 2
-    python -m benchmark.pipeline_bench --pipeline device    # uint8 store + batch augmentation on the device
+    python -m benchmark.pipeline_bench                          # resnet18 + smallcnn at 32 and 64 px, pipeline auto
+    python -m benchmark.pipeline_bench --pipeline cpu,device    # both paths, one row each
+    python -m benchmark.pipeline_bench --models smallcnn --sizes 32 --batches 8
 
-End to end = the real `TaskDataModule` train loader (in-memory generated images, albumentations
-per image, `--num-workers` processes; or with `--pipeline device` the uint8 tensor store whose
-batches are augmented on the training device, `tasks.data.device_pipeline`) feeding forward + backward + Adam step; model only = the
-same step on one random batch already in memory. Same model, batch, precision and memory format
-(channels_last for convnets, `tasks.training.speed`). The two alternate within each round so a
-shared machine's load hits both alike; the median over rounds is kept. Also reported: the loader
-alone (img/s of iterating it), which bounds what end to end can reach. Writes
-`reports/throughput/pipeline_<device>_bs<batch>_<precision>_w<workers>_t<threads>.csv`, with the
-serial bound 1 / (1 + model-only / loader-alone rate) next to the measured ratio.
+End to end = the real `TaskDataModule` train loader (in-memory generated images; `--pipeline cpu`:
+albumentations per image in `--num-workers` processes; `device`: the uint8 tensor store whose
+batches are augmented on the training device, `tasks.data.device_pipeline`; `auto`: what training
+picks on this device) feeding forward + backward + Adam step; model only = the same step on one
+random batch already in memory. Same model, batch, precision and memory format (channels_last for
+convnets, `tasks.training.speed`).
+
+The two sides alternate batch by batch (the order flips every batch), so a shared machine's load
+and the CPU's clock hit both alike; each side's img/s is its images over its summed time, so epoch
+starts (a new loader iterator) count against end to end as they do in training. Earlier rounds of
+6 batches per side drifted by up to 14 % between runs on an idle machine. Also reported: the
+loader alone (img/s of fetching and augmenting, timed inside end to end), and the serial bound
+1 / (1 + model-only / loader-alone rate) that a main-process loader cannot beat. Writes
+`reports/throughput/pipeline_<pipeline>_<device>_bs<batch>_<precision>_w<workers>_t<threads>.csv`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import statistics
 import sys
 import time
 
@@ -29,24 +33,16 @@ import torch
 from backbones import create_backbone
 from benchmark.throughput import _device, _prepare, _sync, device_name, training_net, training_step_fn, write_results
 from tasks.data import TaskDataModule, load_task
+from tasks.data.device_pipeline import resolve_pipeline
 from tasks.training.speed import to_format
 
 
-def _timed(step, batches, n: int, sync) -> float:
-    """img/s of `step` over `n` batches drawn from the iterator `batches` (drawing included)."""
-    start, images = time.perf_counter(), 0
-    for x, y in itertools.islice(batches, n):
-        step(x, y)
-        images += len(x)
-    sync()
-    return images / (time.perf_counter() - start)
-
-
-def bench(model_name: str, size: int, *, batch_size: int, batches: int, rounds: int, num_workers: int,
-          precision: str, device: str | None, memory_format: str, pipeline: str = "cpu") -> dict:
+def bench(model_name: str, size: int, *, batch_size: int, batches: int, num_workers: int,
+          precision: str, device: str | None, memory_format: str, pipeline: str = "auto") -> dict:
     dev = _device(device)
-    # Enough rows that the timed batches come from real epochs (gen-target: 136 images at scale 1).
-    task = load_task("gen-target", size=size, scale=max(1.0, batch_size * (batches + 1) / 80))
+    # Several epochs of rows, so epoch starts are timed as often as a short training run has them.
+    task = load_task("gen-target", size=size, scale=max(1.0, batch_size * batches / 200))
+    pipeline = resolve_pipeline(pipeline, len(task.index), size)
     backbone = create_backbone(model_name, "scratch")
     config = backbone.input_config
     data = TaskDataModule(task, fold=0, k=3, seed=0, size=size, mean=config.mean, std=config.std, batch_size=batch_size,
@@ -65,23 +61,46 @@ def bench(model_name: str, size: int, *, batch_size: int, batches: int, rounds: 
 
     x0 = to_format(torch.randn(batch_size, 3, size, size, device=dev), layout)
     y0 = torch.randint(0, task.meta.num_classes, (batch_size,), device=dev)
-    in_memory = itertools.repeat((x0, y0))
     stream = loader_batches()
-    step(x0, y0)  # warm-up: allocator, oneDNN/cuDNN kernels
-    next(stream)
-    samples = {"model_only": [], "end_to_end": [], "loader_only": []}
-    for _ in range(rounds):
-        samples["model_only"].append(_timed(step, in_memory, batches, sync))
-        samples["end_to_end"].append(_timed(step, stream, batches, sync))
-        samples["loader_only"].append(_timed(lambda x, y: None, stream, batches, sync))
-    med = {k: statistics.median(v) for k, v in samples.items()}
-    return {"model": model_name, "image_size": size, **{f"{k} img/s": round(v, 3) for k, v in med.items()},
-            "efficiency": round(med["end_to_end"] / med["model_only"], 3),
+    for _ in range(2):  # warm-up: allocator, oneDNN/cuDNN kernels, the loader's first epoch
+        step(x0, y0)
+        step(*next(stream))
+    sync()
+    clock = time.perf_counter
+    seconds = {"model_only": 0.0, "end_to_end": 0.0, "loader_only": 0.0}
+    images = {"model_only": 0, "end_to_end": 0}
+
+    def model_only():
+        start = clock()
+        step(x0, y0)
+        sync()
+        seconds["model_only"] += clock() - start
+        images["model_only"] += batch_size
+
+    def end_to_end():
+        start = clock()
+        x, y = next(stream)
+        sync()
+        loaded = clock()
+        step(x, y)
+        sync()
+        seconds["loader_only"] += loaded - start
+        seconds["end_to_end"] += clock() - start
+        images["end_to_end"] += len(x)
+
+    for i in range(batches):
+        for side in ((model_only, end_to_end) if i % 2 == 0 else (end_to_end, model_only)):
+            side()
+    rate = {"model_only": images["model_only"] / seconds["model_only"],
+            "end_to_end": images["end_to_end"] / seconds["end_to_end"],
+            "loader_only": images["end_to_end"] / seconds["loader_only"]}
+    return {"model": model_name, "image_size": size, **{f"{k} img/s": round(v, 3) for k, v in rate.items()},
+            "efficiency": round(rate["end_to_end"] / rate["model_only"], 3),
             # With the loader in the main process, a batch costs loading + training time, so end to end
-            # can reach at most this; computed from two rates, it is steadier than the ratio on a loaded machine.
-            "efficiency_serial_bound": round(1 / (1 + med["model_only"] / med["loader_only"]), 3), "batch_size": batch_size,
-            "batches": batches, "rounds": rounds, "pipeline": pipeline, "num_workers": num_workers, "precision": precision,
-            "memory_format": layout, "device": device_name(dev), "threads": torch.get_num_threads(),
+            # can reach at most this.
+            "efficiency_serial_bound": round(1 / (1 + rate["model_only"] / rate["loader_only"]), 3), "batch_size": batch_size,
+            "batches": batches, "pipeline": pipeline, "augment": "light", "num_workers": num_workers,
+            "precision": precision, "memory_format": layout, "device": device_name(dev), "threads": torch.get_num_threads(),
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
@@ -92,29 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="resnet18,smallcnn")
     parser.add_argument("--sizes", default="32,64")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=6, help="timed batches per side per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=40, help="timed batches per side, alternating")
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"])
     parser.add_argument("--device", help="cpu, cuda (default: cuda if available)")
-    parser.add_argument("--pipeline", default="cpu", choices=["cpu", "device"],
-                        help="cpu: albumentations per image; device: uint8 store + batch augmentation on the device")
+    parser.add_argument("--pipeline", default="auto",
+                        help="comma list of auto (what training picks here), cpu (albumentations per image), "
+                             "device (uint8 store + batch augmentation on the training device)")
     parser.add_argument("--out-dir", default="reports/throughput")
     args = parser.parse_args(argv)
     rows = []
-    for name in args.models.split(","):
-        for size in (int(s) for s in args.sizes.split(",")):
-            row = bench(name, size, batch_size=args.batch_size, batches=args.batches, rounds=args.rounds,
-                        num_workers=args.num_workers, precision=args.precision, device=args.device,
-                        memory_format=args.memory_format, pipeline=args.pipeline)
-            rows.append(row)
-            print(f"{name:>10} {size:>3} px: end to end {row['end_to_end img/s']} img/s / model only "
-                  f"{row['model_only img/s']} img/s = {row['efficiency']:.2f} (loader alone {row['loader_only img/s']} "
-                  f"img/s, load {row['load_avg_1m']})", flush=True)
+    for pipeline, name, size in itertools.product(args.pipeline.split(","), args.models.split(","),
+                                                  (int(s) for s in args.sizes.split(","))):
+        row = bench(name, size, batch_size=args.batch_size, batches=args.batches, num_workers=args.num_workers,
+                    precision=args.precision, device=args.device, memory_format=args.memory_format, pipeline=pipeline)
+        rows.append(row)
+        print(f"{row['pipeline']:>6} {name:>10} {size:>3} px: end to end {row['end_to_end img/s']} img/s / model only "
+              f"{row['model_only img/s']} img/s = {row['efficiency']:.2f} (loader alone {row['loader_only img/s']} "
+              f"img/s, load {row['load_avg_1m']})", flush=True)
     table = pd.DataFrame(rows)
     dev = _device(args.device)
-    name = f"pipeline_{args.pipeline}_{dev.type}_bs{args.batch_size}_{args.precision}_w{args.num_workers}_t{torch.get_num_threads()}.csv"
+    pipelines = "+".join(sorted(set(table["pipeline"])))
+    name = f"pipeline_{pipelines}_{dev.type}_bs{args.batch_size}_{args.precision}_w{args.num_workers}_t{torch.get_num_threads()}.csv"
     out = write_results(table, args.out_dir, name)
     print(table.to_markdown(index=False))
     print(f"Written to {out}.")

@@ -18,7 +18,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   image_size    network input side in pixels, or `native` for each backbone's own (224 for the
                 ImageNet networks, 299 for the Inceptions: what ImageNet weights need)
   throughput    {batch_size, warmup, batches, memory_format: auto|channels_last|contiguous,
-                 pipeline: auto|cpu|device (tasks/data/device_pipeline.py)}: machine settings
+                 pipeline: auto|cpu|device (tasks/data/device_pipeline.py), compile: true|false
+                 (torch.compile the training steps; tasks/training/speed.py)}: machine settings
   num_workers   DataLoader worker processes, or auto (default: none on CPUs, where the main process
                 keeps up; up to 8 on GPUs with the cpu pipeline); a machine setting, not identity
   save_checkpoints  true: log each fine-tuning cell's tested (selected) Lightning checkpoint to its run

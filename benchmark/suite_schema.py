@@ -123,6 +123,7 @@ class Throughput(_Strict):
     batches: Annotated[int, Field(ge=1)] = 5
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # a machine setting (tasks.training.speed)
     pipeline: Literal["auto", "cpu", "device"] = "auto"  # a machine setting (tasks.data.device_pipeline)
+    compile: bool = False  # torch.compile the training steps; a machine setting (tasks.training.speed.Compile)
 
 
 class SuiteModel(_Strict):
@@ -172,7 +173,7 @@ FIXES = {
                "`pretrain: {dataset: ...}`, not both",
     "image_size": "write a whole number of pixels or 'native'",
     "throughput": "use batch_size >= 1, warmup >= 0, batches >= 1, memory_format auto|channels_last|contiguous, "
-                  "pipeline auto|cpu|device",
+                  "pipeline auto|cpu|device, compile true|false",
     "precision": "use one of Lightning's precisions, e.g. 32-true or bf16-mixed",
     "devices": "write an integer >= 1",
     "num_workers": "write an integer >= 0 (DataLoader worker processes) or auto",

@@ -162,10 +162,11 @@ def training_net(model: nn.Module, image_size: int, num_classes: int) -> nn.Modu
 
 def measure_training(model: nn.Module, *, image_size: int, batch_size: int = 32, warmup: int = 2, batches: int = 5,
                      precision: str = "32-true", device: str | None = None, memory_format: str = "auto",
-                     num_classes: int = 10) -> float:
-    """Training img/s (forward + backward + Adam step) of a copy of `model` plus a linear head, on random tensors."""
+                     num_classes: int = 10, compile: bool = False) -> float:
+    """Training img/s (forward + backward + Adam step) of a copy of `model` plus a linear head, on random tensors
+    (`compile`: through torch.compile, as a suite's `throughput.compile` trains; the warm-up pays the compilation)."""
     dev = _device(device)
-    net, layout = _prepare(training_net(model, image_size, num_classes), dev, memory_format, False)
+    net, layout = _prepare(training_net(model, image_size, num_classes), dev, memory_format, compile)
     x = torch.randn(batch_size, 3, image_size, image_size, device=dev).contiguous(memory_format=torch_format(layout))
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
     step = training_step_fn(net, torch.optim.Adam(net.parameters(), lr=1e-4), dev, precision)

@@ -1,17 +1,17 @@
 """The device pipeline: decode once to a uint8 tensor store, augment whole batches on the training device.
 
-    TaskDataModule(task, ..., pipeline="device")     # "auto": device on GPUs when the store fits, else cpu
+    TaskDataModule(task, ..., pipeline="device")     # suites: throughput.pipeline auto = device when the store fits
 
 A GPU trains ResNet-18 at 32-64 px about ten times faster than one CPU core can decode and augment
 images one at a time with albumentations, so on a GPU the per-image CPU path, not the model, would
 set the pace. For datasets that fit in memory (MedMNIST at any size, the fixtures, cached frames)
 this path decodes every row once, at training resolution, into one uint8 tensor (N, 3, S, S); a
 loader then serves whole batches by indexing that tensor (no per-image Python), and the batch is
-augmented on the device it trains on, with per-sample random parameters (kornia's geometric
-augmentation modules; brightness/contrast as albumentations draws it), then normalised.
+augmented on the device it trains on, with per-sample random parameters (one `grid_sample` per
+geometric group, `BatchAugment`; brightness/contrast as albumentations draws it), then normalised.
 
 The augmentation family is the one `tasks.data.transforms` builds with albumentations for the
-per-image path (which stays for datasets that do not fit, and for CPUs): `light` = affine (scale
+per-image path (which stays for datasets that do not fit, and where a suite pins `pipeline: cpu`): `light` = affine (scale
 0.9-1.1, shift up to 6 %, p 0.5) + brightness/contrast (+-0.1, p 0.5); `standard` = light +
 horizontal and vertical flips (p 0.5 each) + rotation up to 20 degrees (p 0.5). A test checks that
 the two paths' output statistics agree. The path taken is a machine setting (like `num_workers`),
@@ -20,12 +20,15 @@ not part of a cell's identity: it changes which random augmentations are drawn, 
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch import distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from tasks.data.errors import DataError
 from tasks.data.index import Task
@@ -40,9 +43,13 @@ def store_bytes(rows: int, size: int) -> int:
     return rows * 3 * size * size
 
 
-def resolve_pipeline(pipeline: str, accelerator: str, rows: int, size: int) -> str:
-    """`auto` -> `device` on an accelerator when the uint8 store fits, else `cpu` (where per-image
-    albumentations already keeps up: end to end 0.85-1.0 of model-only speed on 2 cores)."""
+def resolve_pipeline(pipeline: str, rows: int, size: int) -> str:
+    """`auto` -> `device` when the uint8 store fits in `STORE_LIMIT`, on any device, else `cpu`.
+
+    Measured on 2 CPU cores too (`benchmark/pipeline_bench.py`, ResNet-18 and the small CNN at 32
+    and 64 px): the store path reached 0.97-1.00 of model-only training, the per-image path 0.90-0.96,
+    because a main-process loader adds its time to every step and slicing the store plus one warp
+    per batch costs 1.3-2.4 ms a batch of 32 against albumentations' 4.9-6.2 ms."""
     if pipeline not in PIPELINES:
         raise ValueError(f"Unknown pipeline {pipeline!r}. Valid pipelines: {', '.join(PIPELINES)}.")
     if pipeline == "device" and store_bytes(rows, size) > STORE_LIMIT:
@@ -51,8 +58,7 @@ def resolve_pipeline(pipeline: str, accelerator: str, rows: int, size: int) -> s
                         "$MEDTL_TENSOR_STORE_GB if the machine has the memory.")
     if pipeline != "auto":
         return pipeline
-    on_accelerator = accelerator not in ("cpu",) and (accelerator != "auto" or torch.cuda.is_available())
-    return "device" if on_accelerator and store_bytes(rows, size) <= STORE_LIMIT else "cpu"
+    return "device" if store_bytes(rows, size) <= STORE_LIMIT else "cpu"
 
 
 def loader_workers(num_workers: int | str, accelerator: str, pipeline: str) -> int:
@@ -91,33 +97,119 @@ class StoredBatches(Dataset):
         return self.pixels[index], self.targets[index]
 
 
+class StoredBatchSampler(DistributedSampler):
+    """Lists of store positions, one list per batch, this rank's share of them.
+
+    A DistributedSampler because Lightning, under DDP, replaces any other sampler with a per-row
+    DistributedSampler (which would hand `StoredBatches` single rows) but keeps its own kind, and
+    calls `set_epoch` on it every epoch. As DistributedSampler does, each rank takes every
+    num_replicas-th position of the (seeded, per-epoch) order, then cuts its batches; on one device
+    that is the whole order. Outside Lightning (benchmarks) nobody calls `set_epoch`, so each pass
+    moves to the next epoch's order itself.
+    """
+
+    def __init__(self, rows: int, batch_size: int, *, train: bool, seed: int) -> None:
+        distributed = dist.is_available() and dist.is_initialized()
+        super().__init__(range(rows), num_replicas=dist.get_world_size() if distributed else 1,
+                         rank=dist.get_rank() if distributed else 0, shuffle=train, seed=seed)
+        self.batch_size, self.train, self._epoch_set = batch_size, train, False
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self._epoch_set = True
+
+    def _batches(self) -> list[list[int]]:
+        order = list(super().__iter__())
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        # A last batch of one breaks BatchNorm in training; evaluation keeps every row.
+        return batches[:-1] if self.train and batches and len(batches[-1]) == 1 else batches
+
+    def __iter__(self):
+        batches = self._batches()
+        if not self._epoch_set:
+            self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        share = self.num_samples  # this rank's rows (DistributedSampler pads so ranks are equal)
+        full, rest = divmod(share, self.batch_size)
+        return full + (1 if rest > 1 or (rest == 1 and not self.train) else 0)
+
+
 def stored_loader(pixels: Tensor, targets: np.ndarray, *, batch_size: int, train: bool, seed: int,
                   pin_memory: bool) -> DataLoader:
-    """Whole batches from the store; shuffled with a seeded generator for training, like the CPU path."""
-    dataset = StoredBatches(pixels, targets)
-    order = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if train else SequentialSampler(dataset)
-    # A last batch of one breaks BatchNorm in training; evaluation keeps every row.
-    sampler = BatchSampler(order, batch_size, drop_last=train and len(dataset) % batch_size == 1)
-    return DataLoader(dataset, sampler=sampler, batch_size=None, pin_memory=pin_memory)
+    """Whole batches from the store; shuffled with a seeded, per-epoch order for training, like the CPU path."""
+    sampler = StoredBatchSampler(len(pixels), batch_size, train=train, seed=seed)
+    return DataLoader(StoredBatches(pixels, targets), sampler=sampler, batch_size=None, pin_memory=pin_memory)
 
 
 def batch_augmentation(augment: str) -> nn.Module | None:
-    """kornia modules of the `augment` level on float images in [0, 1], one random draw per sample."""
+    """The `augment` level as one module on float images in [0, 1], one random draw per sample."""
     if augment not in AUGMENT_LEVELS:
         raise ValueError(f"Unknown augment level {augment!r}. Valid levels: {', '.join(AUGMENT_LEVELS)}.")
-    if augment == "none":
-        return None
-    import kornia.augmentation as K
+    return None if augment == "none" else BatchAugment(standard=augment == "standard")
 
-    steps = [
-        # As A.Affine: x and y scaled independently (its keep_ratio=False), zeros outside the image (its fill 0).
-        K.RandomAffine(degrees=0.0, translate=(0.06, 0.06), scale=(0.9, 1.1, 0.9, 1.1), p=0.5),
-        BrightnessContrast(limit=0.1, p=0.5),
-    ]
-    if augment == "standard":
-        steps += [K.RandomHorizontalFlip(p=0.5), K.RandomVerticalFlip(p=0.5),
-                  K.RandomRotation(degrees=20.0, p=0.5)]
-    return nn.Sequential(*steps)
+
+def _uniform(n: int, low: float, high: float, applied: Tensor) -> Tensor:
+    """U(low, high) where `applied`, the identity value 0 elsewhere (so unselected samples are not moved)."""
+    return torch.empty(n, device=applied.device).uniform_(low, high) * applied
+
+
+def _warp(x: Tensor, theta: Tensor) -> Tensor:
+    """Resample every image through its own (2, 3) output -> input map in normalised coordinates;
+    bilinear, zeros outside (albumentations' INTER_LINEAR and constant fill 0). With align_corners
+    False an identity or a flip map lands on pixel centres, so those samples come back exactly."""
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class BatchAugment(nn.Module):
+    """`tasks.data.transforms.train_preset`'s steps on a whole batch, in its order and with its
+    distributions, each sample drawing its own parameters:
+
+    light:    A.Affine (x and y scaled independently in 0.9-1.1, as its keep_ratio=False; shifted up
+              to 6 % of the side; p 0.5) -> RandomBrightnessContrast (+-0.1, p 0.5; clipped to [0, 1]
+              as uint8 clips)
+    standard: light -> HorizontalFlip (p 0.5) -> VerticalFlip (p 0.5) -> Rotate (+-20 degrees, p 0.5)
+
+    Why not kornia's augmentation modules (used before): each one generates parameters, selects
+    the applied subset and warps on its own, about 30 small ops per module; at 32 px that cost
+    2.2-2.9 ms a batch of 32 on 2 CPU cores, 4-5 % of a small CNN's training step. Here each
+    geometric group is one `grid_sample` over the whole batch (flips and rotation composed into one
+    map), 0.9-1.0 ms a batch (`benchmark/pipeline_bench.py`). The images are square (the store
+    is (N, 3, S, S)), so normalised coordinates rotate without an aspect correction.
+    """
+
+    def __init__(self, standard: bool, *, scale: float = 0.1, shift: float = 0.06, limit: float = 0.1,
+                 degrees: float = 20.0, p: float = 0.5) -> None:
+        super().__init__()
+        self.standard, self.scale, self.shift, self.degrees, self.p = standard, scale, shift, degrees, p
+        self.color = BrightnessContrast(limit, p)
+
+    def _drawn(self, n: int, device) -> Tensor:
+        return (torch.rand(n, device=device) < self.p).float()
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, dev = len(x), x.device
+        # Affine: output = S * input + t about the centre; grid_sample needs its inverse.
+        on = self._drawn(n, dev)
+        sx = 1 + _uniform(n, -self.scale, self.scale, on)
+        sy = 1 + _uniform(n, -self.scale, self.scale, on)
+        tx = _uniform(n, -2 * self.shift, 2 * self.shift, on)  # normalised coordinates span 2
+        ty = _uniform(n, -2 * self.shift, 2 * self.shift, on)
+        zero = torch.zeros(n, device=dev)
+        theta = torch.stack([torch.stack([1 / sx, zero, -tx / sx], 1), torch.stack([zero, 1 / sy, -ty / sy], 1)], 1)
+        x = _warp(x, theta)
+        x = self.color(x).clamp_(0.0, 1.0)
+        if not self.standard:
+            return x
+        # Flips then rotation, forward map R(a) V H; its inverse H V R(-a) (flips are their own inverse).
+        h = 1 - 2 * self._drawn(n, dev)
+        v = 1 - 2 * self._drawn(n, dev)
+        angle = _uniform(n, -self.degrees, self.degrees, self._drawn(n, dev)) * (math.pi / 180)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.stack([torch.stack([h * cos, h * sin, zero], 1), torch.stack([-v * sin, v * cos, zero], 1)], 1)
+        return _warp(x, theta)
 
 
 class BrightnessContrast(nn.Module):
@@ -152,6 +244,6 @@ class DeviceTransform(nn.Module):
     def forward(self, images: Tensor, training: bool) -> Tensor:
         x = images.float().div_(255.0)
         if training and self.augment is not None:
-            x = self.augment(x).clamp_(0.0, 1.0)
+            x = self.augment(x)  # clipped inside, as albumentations clips uint8
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         return (x - mean) / std

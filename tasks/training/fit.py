@@ -25,7 +25,7 @@ from tasks.data.device_pipeline import loader_workers, resolve_pipeline
 from tasks.data.index import Task
 from tasks.training.distributed import per_device_batch, sync_batchnorm, throughput_callbacks, world_size
 from tasks.training.module import ClassifierModule
-from tasks.training.speed import MemoryFormat, warn_precision
+from tasks.training.speed import Compile, MemoryFormat, warn_precision
 from tasks.training.strategies import Strategy, get_strategy
 
 
@@ -85,6 +85,7 @@ def train_and_test(
     feature_cache: Path | None = None,
     memory_format: str = "auto",
     pipeline: str = "auto",
+    compile: bool = False,
 ) -> TrainResult:
     """Train `backbone` + a new head on `task`'s fold with hyperparameters `hp`, then test.
 
@@ -110,7 +111,9 @@ def train_and_test(
 
     `pipeline` (a machine setting: auto | cpu | device; `tasks.data.device_pipeline`) is how training
     batches are made: per image with albumentations on the CPU, or from a uint8 tensor store augmented
-    in whole batches on the training device (auto: device on accelerators when the store fits).
+    in whole batches on the training device (auto: device when the store fits, on CPUs too).
+
+    `compile` (a machine setting) runs the training steps through `torch.compile` (`tasks.training.speed.Compile`).
     """
     strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
     strategy.check(backbone, hp, image_size=size, kind=task.meta.kind)
@@ -121,7 +124,7 @@ def train_and_test(
             f"Image size {size} is below what backbone {backbone.name!r} accepts ({config.min_size} px); "
             f"set image_size >= {config.min_size} in the suite or pick another backbone."
         )
-    pipeline = resolve_pipeline(pipeline, accelerator, len(task.index), size)
+    pipeline = resolve_pipeline(pipeline, len(task.index), size)
     num_workers = loader_workers(num_workers, accelerator, pipeline if strategy.fit is None else "cpu")
     on_gpu = accelerator not in ("cpu",) and torch.cuda.is_available()
     # Several devices keep the global batch: each rank loads its share (tasks.training.distributed).
@@ -172,9 +175,10 @@ def train_and_test(
     with tempfile.TemporaryDirectory(prefix="medtl-ckpt-") as folder:
         result = _fit_and_test(module, datamodule, strategy, hp, selection_callbacks(select, patience, Path(folder)),
                                logger=logger, accelerator=accelerator, devices=devices, precision=precision,
-                               progress_position=progress_position, callbacks=[layout, *(callbacks or [])])
+                               progress_position=progress_position,
+                               callbacks=[layout, Compile(compile), *(callbacks or [])])
         result.extra.update({"precision": precision, "memory_format": layout.resolved or "contiguous",
-                             "pipeline": pipeline})
+                             "pipeline": pipeline, "compile": compile})
         best = next(Path(folder).glob("*.ckpt"), None)
         if keep_checkpoint is not None and best is not None:
             shutil.copy(best, keep_checkpoint)

@@ -52,6 +52,7 @@ class ClassifierModule(L.LightningModule):
         self.test_outputs: list[tuple[Tensor, Tensor]] = []
         self.threshold = DEFAULT_THRESHOLD  # multi-label decision threshold used by the last test
         self.input_memory_format: str | None = None  # set by tasks.training.speed.MemoryFormat
+        self.compiled_forward = None  # torch.compile'd forward during a fit (tasks.training.speed.Compile)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Images in the layout the weights were put in (channels_last for convnets): a mismatch
@@ -88,7 +89,7 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         x, y = batch
-        loss = self._loss(self(x), y)
+        loss = self._loss((self.compiled_forward or self)(x), y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         return loss
 

@@ -114,6 +114,22 @@ def test_cell_run_records_effective_precision_and_layout(tmp_path, emulated_bf16
         assert tags["throughput.precision"] == "bf16-mixed" and tags["throughput.memory_format"] == "channels_last"
 
 
+@pytest.mark.slow
+def test_compile_setting_runs_the_training_steps_compiled_and_is_recorded(tmp_path):
+    from torch._dynamo.utils import counters
+
+    path = write_suite(tmp_path, sources={"none": {"weights": "scratch"}}, hparams={"epochs": 1, "batch_size": 32},
+                       throughput={"batch_size": 2, "warmup": 0, "batches": 1, "compile": True})
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    counters.clear()
+    run_suite(path, uri=uri, accelerator="cpu", echo=lambda *_: None)
+    assert counters["stats"]["unique_graphs"] >= 1, "no graph was compiled"
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              "tags.`medtl.compile_effective` = 'True'")
+    assert runs and all(r.info.status == "FINISHED" and "test/mcc" in r.data.metrics for r in runs)
+
+
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_existing_identities_unchanged(name):
     spec, expected = PINNED[name]
@@ -172,7 +188,7 @@ def test_perf_and_pipeline_bench_produce_ratios(tmp_path):
     assert row["ratio medtl/best timm"] == pytest.approx(max(row["medtl img/s"], row["medtl bf16 img/s"]) / timm_best, rel=0.01)
     assert row["best medtl"] in ("medtl", "medtl bf16")
     for pipeline in ("cpu", "device"):
-        result = bench("smallcnn", 16, batch_size=4, batches=1, rounds=1, num_workers=0, precision="32-true", device="cpu",
+        result = bench("smallcnn", 16, batch_size=4, batches=2, num_workers=0, precision="32-true", device="cpu",
                        memory_format="auto", pipeline=pipeline)
         assert result["efficiency"] == pytest.approx(result["end_to_end img/s"] / result["model_only img/s"], rel=0.01)
         assert result["memory_format"] == "channels_last" and result["pipeline"] == pipeline

@@ -6,7 +6,7 @@ import torch
 
 from backbones import create_backbone
 from tasks.data import TaskDataModule, load_task
-from tasks.data.device_pipeline import DeviceTransform, resolve_pipeline
+from tasks.data.device_pipeline import BatchAugment, DeviceTransform, StoredBatchSampler, resolve_pipeline
 from tasks.data.transforms import eval_preset, train_preset
 from tasks.training import get_strategy, train_and_test
 
@@ -81,10 +81,33 @@ def test_a_cell_trains_through_the_device_pipeline():
     assert len(result.module.test_predictions()[0]) == len(result.datamodule.fold.test)
 
 
-def test_auto_uses_the_cpu_path_on_cpus_and_refuses_a_store_too_large():
-    assert resolve_pipeline("auto", "cpu", 1000, 224) == "cpu"
+def test_auto_uses_the_store_when_it_fits_and_refuses_a_store_too_large():
+    assert resolve_pipeline("auto", 1000, 224) == "device"  # 150 MB: on CPUs too (faster there as well)
+    assert resolve_pipeline("auto", 10**7, 512) == "cpu"  # 7 TB: per image
+    assert resolve_pipeline("cpu", 1000, 32) == "cpu"  # a suite's pin wins
     with pytest.raises(ValueError, match="pipeline: cpu"):
-        resolve_pipeline("device", "cpu", 10**7, 512)
+        resolve_pipeline("device", 10**7, 512)
+
+
+def test_flips_and_identity_warps_return_exact_pixels():
+    """The warps sample pixel centres: a flip is the flipped image and an unselected sample is untouched."""
+    x = torch.rand(4, 3, 32, 32)
+    flips = BatchAugment(standard=True, scale=0.0, shift=0.0, limit=0.0, degrees=0.0, p=1.0)
+    torch.testing.assert_close(flips(x), x.flip(-1).flip(-2), atol=1e-6, rtol=0)
+    untouched = BatchAugment(standard=True, p=0.0)
+    torch.testing.assert_close(untouched(x), x, atol=1e-6, rtol=0)
+
+
+def test_each_training_epoch_draws_a_new_order_and_keeps_every_row():
+    sampler = StoredBatchSampler(50, 16, train=True, seed=0)
+    first, second = list(sampler), list(sampler)
+    assert [len(b) for b in first] == [len(b) for b in second] == [16, 16, 16, 2] and len(sampler) == 4
+    assert sorted(sum(first, [])) == sorted(sum(second, [])) == list(range(50))
+    assert first != second  # outside Lightning (no set_epoch) each pass is the next epoch's order
+    training = StoredBatchSampler(49, 16, train=True, seed=0)
+    assert [len(b) for b in training] == [16, 16, 16] and len(training) == 3  # never a batch of one
+    evaluation = StoredBatchSampler(49, 16, train=False, seed=0)
+    assert sum(list(evaluation), []) == list(range(49)) and len(evaluation) == 4  # in order, every row
 
 
 def test_loader_workers_are_chosen_per_device():

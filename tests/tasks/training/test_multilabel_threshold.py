@@ -59,7 +59,8 @@ def test_a_trained_multilabel_cell_tests_at_its_validation_threshold():
     # Recompute the validation probabilities of the tested weights: the threshold is their argmax, no test row involved.
     module.eval()
     with torch.no_grad():
-        batches = list(result.datamodule.val_dataloader())
+        # As the module sees them: the tensor-store pipeline normalises its uint8 batches on the device.
+        batches = [result.datamodule.device_transform(b, training=False) for b in result.datamodule.val_dataloader()]
         val_probs = torch.cat([module.probabilities(module(x)) for x, _ in batches]).numpy()
         val_targets = torch.cat([y for _, y in batches]).numpy()
     assert len(fold.val) == len(val_probs) > 0
