@@ -38,7 +38,7 @@ from tasks.training.speed import to_format
 
 
 def bench(model_name: str, size: int, *, batch_size: int, batches: int, num_workers: int,
-          precision: str, device: str | None, memory_format: str, pipeline: str = "auto") -> dict:
+          precision: str, device: str | None, memory_format: str, pipeline: str = "auto", augment: str = "light") -> dict:
     dev = _device(device)
     # Several epochs of rows, so epoch starts are timed as often as a short training run has them.
     task = load_task("gen-target", size=size, scale=max(1.0, batch_size * batches / 200))
@@ -46,7 +46,7 @@ def bench(model_name: str, size: int, *, batch_size: int, batches: int, num_work
     backbone = create_backbone(model_name, "scratch")
     config = backbone.input_config
     data = TaskDataModule(task, fold=0, k=3, seed=0, size=size, mean=config.mean, std=config.std, batch_size=batch_size,
-                          augment="light", num_workers=num_workers, pipeline=pipeline, pin_memory=dev.type == "cuda")
+                          augment=augment, num_workers=num_workers, pipeline=pipeline, pin_memory=dev.type == "cuda")
     data.setup()
     net, layout = _prepare(training_net(backbone, size, task.meta.num_classes), dev, memory_format, False)
     step = training_step_fn(net, torch.optim.Adam(net.parameters(), lr=1e-4), dev, precision)
@@ -99,7 +99,7 @@ def bench(model_name: str, size: int, *, batch_size: int, batches: int, num_work
             # With the loader in the main process, a batch costs loading + training time, so end to end
             # can reach at most this.
             "efficiency_serial_bound": round(1 / (1 + rate["model_only"] / rate["loader_only"]), 3), "batch_size": batch_size,
-            "batches": batches, "pipeline": pipeline, "augment": "light", "num_workers": num_workers,
+            "batches": batches, "pipeline": pipeline, "augment": augment, "num_workers": num_workers,
             "precision": precision, "memory_format": layout, "device": device_name(dev), "threads": torch.get_num_threads(),
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 
@@ -119,13 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline", default="auto",
                         help="comma list of auto (what training picks here), cpu (albumentations per image), "
                              "device (uint8 store + batch augmentation on the training device)")
+    parser.add_argument("--augment", default="light", choices=["none", "light", "standard"])
     parser.add_argument("--out-dir", default="reports/throughput")
     args = parser.parse_args(argv)
     rows = []
     for pipeline, name, size in itertools.product(args.pipeline.split(","), args.models.split(","),
                                                   (int(s) for s in args.sizes.split(","))):
         row = bench(name, size, batch_size=args.batch_size, batches=args.batches, num_workers=args.num_workers,
-                    precision=args.precision, device=args.device, memory_format=args.memory_format, pipeline=pipeline)
+                    precision=args.precision, device=args.device, memory_format=args.memory_format, pipeline=pipeline, augment=args.augment)
         rows.append(row)
         print(f"{row['pipeline']:>6} {name:>10} {size:>3} px: end to end {row['end_to_end img/s']} img/s / model only "
               f"{row['model_only img/s']} img/s = {row['efficiency']:.2f} (loader alone {row['loader_only img/s']} "
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(rows)
     dev = _device(args.device)
     pipelines = "+".join(sorted(set(table["pipeline"])))
-    name = f"pipeline_{pipelines}_{dev.type}_bs{args.batch_size}_{args.precision}_w{args.num_workers}_t{torch.get_num_threads()}.csv"
+    name = f"pipeline_{pipelines}_{args.augment}_{dev.type}_bs{args.batch_size}_{args.precision}_w{args.num_workers}_t{torch.get_num_threads()}.csv"
     out = write_results(table, args.out_dir, name)
     print(table.to_markdown(index=False))
     print(f"Written to {out}.")

@@ -98,6 +98,18 @@ def test_flips_and_identity_warps_return_exact_pixels():
     torch.testing.assert_close(untouched(x), x, atol=1e-6, rtol=0)
 
 
+def test_warp_matches_torch_affine_grid():
+    """Our broadcast sampling grid is torch's F.affine_grid, computed without its slow K=3 bmm."""
+    import torch.nn.functional as F
+
+    from tasks.data.device_pipeline import _warp
+
+    torch.manual_seed(0)
+    x, theta = torch.rand(8, 3, 20, 20), torch.randn(8, 2, 3) * 0.5
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    torch.testing.assert_close(_warp(x, theta.view(8, 6)), F.grid_sample(x, grid, align_corners=False), atol=1e-5, rtol=0)
+
+
 def test_each_training_epoch_draws_a_new_order_and_keeps_every_row():
     sampler = StoredBatchSampler(50, 16, train=True, seed=0)
     first, second = list(sampler), list(sampler)
