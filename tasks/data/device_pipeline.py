@@ -48,9 +48,11 @@ def resolve_pipeline(pipeline: str, rows: int, size: int) -> str:
     """`auto` -> `device` when the uint8 store fits in `STORE_LIMIT`, on any device, else `cpu`.
 
     Measured on 2 CPU cores too (`benchmark/pipeline_bench.py`, ResNet-18 and the small CNN at 32
-    and 64 px): the store path reached 0.97-1.00 of model-only training, the per-image path 0.90-0.96,
-    because a main-process loader adds its time to every step and slicing the store plus one warp
-    per batch costs 1.3-2.4 ms a batch of 32 against albumentations' 4.9-6.2 ms."""
+    and 64 px, `light` and `standard` augmentation): the store path reached 0.96-0.99 of model-only
+    training, the per-image path 0.85-0.95, because a main-process loader adds its time to every
+    step, and slicing the store plus augmenting the batch cost 1.1-2.6 ms a batch of 32 against
+    albumentations' 4.9-8.3 ms. The per-image path stays for what does not fit, or where a suite
+    pins `pipeline: cpu`."""
     if pipeline not in PIPELINES:
         raise ValueError(f"Unknown pipeline {pipeline!r}. Valid pipelines: {', '.join(PIPELINES)}.")
     if pipeline == "device" and store_bytes(rows, size) > STORE_LIMIT:
