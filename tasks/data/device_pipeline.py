@@ -28,8 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch import distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from tasks.data.errors import DataError
 from tasks.data.index import Task
@@ -86,8 +85,9 @@ def decode_store(task: Task, rows: np.ndarray, size: int) -> Tensor:
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
 
-class StoredBatches(Dataset):
-    """A batch sampler's index list -> (uint8 images, targets) sliced from the store in one step."""
+class StoredRows(Dataset):
+    """Rows of the uint8 store; a whole batch is sliced in one step (`__getitems__`, which torch's
+    DataLoader calls with a batch's indices instead of calling `__getitem__` once per row)."""
 
     def __init__(self, pixels: Tensor, targets: np.ndarray) -> None:
         self.pixels, self.targets = pixels, torch.as_tensor(targets)
@@ -95,55 +95,38 @@ class StoredBatches(Dataset):
     def __len__(self) -> int:
         return len(self.pixels)
 
-    def __getitem__(self, indices):
-        index = torch.as_tensor(indices, dtype=torch.long)
+    def __getitem__(self, row: int):
+        return self.pixels[row], self.targets[row]
+
+    def __getitems__(self, rows: list[int]):
+        index = torch.as_tensor(rows, dtype=torch.long)
         return self.pixels[index], self.targets[index]
 
 
-class StoredBatchSampler(DistributedSampler):
-    """Lists of store positions, one list per batch, this rank's share of them.
-
-    A DistributedSampler because Lightning, under DDP, replaces any other sampler with a per-row
-    DistributedSampler (which would hand `StoredBatches` single rows) but keeps its own kind, and
-    calls `set_epoch` on it every epoch. As DistributedSampler does, each rank takes every
-    num_replicas-th position of the (seeded, per-epoch) order, then cuts its batches; on one device
-    that is the whole order. Outside Lightning (benchmarks) nobody calls `set_epoch`, so each pass
-    moves to the next epoch's order itself.
-    """
-
-    def __init__(self, rows: int, batch_size: int, *, train: bool, seed: int) -> None:
-        distributed = dist.is_available() and dist.is_initialized()
-        super().__init__(range(rows), num_replicas=dist.get_world_size() if distributed else 1,
-                         rank=dist.get_rank() if distributed else 0, shuffle=train, seed=seed)
-        self.batch_size, self.train, self._epoch_set = batch_size, train, False
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        self._epoch_set = True
-
-    def _batches(self) -> list[list[int]]:
-        order = list(super().__iter__())
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        # A last batch of one breaks BatchNorm in training; evaluation keeps every row.
-        return batches[:-1] if self.train and batches and len(batches[-1]) == 1 else batches
-
-    def __iter__(self):
-        batches = self._batches()
-        if not self._epoch_set:
-            self.epoch += 1
-        return iter(batches)
-
-    def __len__(self) -> int:
-        share = self.num_samples  # this rank's rows (DistributedSampler pads so ranks are equal)
-        full, rest = divmod(share, self.batch_size)
-        return full + (1 if rest > 1 or (rest == 1 and not self.train) else 0)
+def _sliced_batch(batch):
+    """`StoredRows.__getitems__` returns the batch already stacked: nothing to collate."""
+    return batch
 
 
 def stored_loader(pixels: Tensor, targets: np.ndarray, *, batch_size: int, train: bool, seed: int,
                   pin_memory: bool) -> DataLoader:
-    """Whole batches from the store; shuffled with a seeded, per-epoch order for training, like the CPU path."""
-    sampler = StoredBatchSampler(len(pixels), batch_size, train=train, seed=seed)
-    return DataLoader(StoredBatches(pixels, targets), sampler=sampler, batch_size=None, pin_memory=pin_memory)
+    """Whole batches from the store, drawn exactly as the CPU path's loader draws its rows.
+
+    Same sampler, batch size, last-batch rule and seeded generator as `TaskDataModule._loader`, so
+    both paths train on the same rows in the same order (with `augment: none` the pipelines then
+    differ by float rounding only), and under DDP Lightning swaps in its DistributedSampler here as
+    it does there, giving each rank its share.
+    """
+    return DataLoader(
+        StoredRows(pixels, targets),
+        batch_size=batch_size,
+        shuffle=train,
+        # A last batch of one breaks BatchNorm in training; evaluation keeps every row.
+        drop_last=train and len(pixels) % batch_size == 1,
+        collate_fn=_sliced_batch,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=pin_memory,
+    )
 
 
 def batch_augmentation(augment: str) -> nn.Module | None:

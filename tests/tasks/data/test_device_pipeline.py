@@ -6,7 +6,7 @@ import torch
 
 from backbones import create_backbone
 from tasks.data import TaskDataModule, load_task
-from tasks.data.device_pipeline import BatchAugment, DeviceTransform, StoredBatchSampler, resolve_pipeline
+from tasks.data.device_pipeline import BatchAugment, DeviceTransform, resolve_pipeline
 from tasks.data.transforms import eval_preset, train_preset
 from tasks.training import get_strategy, train_and_test
 
@@ -115,16 +115,22 @@ def test_warp_matches_torch_affine_grid():
     torch.testing.assert_close(_warp(x, theta.view(8, 6)), F.grid_sample(x, grid, align_corners=False), atol=1e-5, rtol=0)
 
 
-def test_each_training_epoch_draws_a_new_order_and_keeps_every_row():
-    sampler = StoredBatchSampler(50, 16, train=True, seed=0)
-    first, second = list(sampler), list(sampler)
-    assert [len(b) for b in first] == [len(b) for b in second] == [16, 16, 16, 2] and len(sampler) == 4
-    assert sorted(sum(first, [])) == sorted(sum(second, [])) == list(range(50))
-    assert first != second  # outside Lightning (no set_epoch) each pass is the next epoch's order
-    training = StoredBatchSampler(49, 16, train=True, seed=0)
-    assert [len(b) for b in training] == [16, 16, 16] and len(training) == 3  # never a batch of one
-    evaluation = StoredBatchSampler(49, 16, train=False, seed=0)
-    assert sum(list(evaluation), []) == list(range(49)) and len(evaluation) == 4  # in order, every row
+def test_training_batches_follow_the_cpu_paths_rows_and_order():
+    """Same sampler, generator and last-batch rule: with augment none the two paths train on equal batches."""
+    task = load_task("gen-target", size=40)
+    kw = dict(fold=0, k=3, seed=0, size=32, mean=MEAN, std=STD, batch_size=16, augment="none")
+    cpu, device = TaskDataModule(task, **kw), TaskDataModule(task, pipeline="device", **kw)
+    cpu.setup(), device.setup()
+    cpu_loader, device_loader = cpu.train_dataloader(), device.train_dataloader()
+    firsts = []
+    for _ in range(2):  # one loader iterated once per epoch, as Lightning does
+        for i, ((x_cpu, y_cpu), batch) in enumerate(zip(cpu_loader, device_loader, strict=True)):
+            x_dev, y_dev = device.device_transform(batch, training=True)
+            torch.testing.assert_close(x_dev, x_cpu, atol=1e-5, rtol=0)
+            assert torch.equal(y_dev, y_cpu)
+            if i == 0:
+                firsts.append(x_dev)
+    assert not torch.equal(*firsts)  # each epoch a new order
 
 
 def test_loader_workers_are_chosen_per_device():
