@@ -48,9 +48,9 @@ def resolve_pipeline(pipeline: str, rows: int, size: int) -> str:
 
     Measured on 2 CPU cores too (`benchmark/pipeline_bench.py`, ResNet-18 and the small CNN at 32
     and 64 px, `light` and `standard` augmentation): the store path reached 0.96-0.99 of model-only
-    training, the per-image path 0.85-0.95, because a main-process loader adds its time to every
-    step, and slicing the store plus augmenting the batch cost 1.1-2.6 ms a batch of 32 against
-    albumentations' 4.9-8.3 ms. The per-image path stays for what does not fit, or where a suite
+    training, the per-image path 0.85-0.95 (two runs), because a main-process loader adds its time
+    to every step, and slicing the store plus augmenting the batch cost 1.1-2.7 ms a batch of 32
+    against albumentations' 4.9-9.6 ms. The per-image path stays for what does not fit, or where a suite
     pins `pipeline: cpu`."""
     if pipeline not in PIPELINES:
         raise ValueError(f"Unknown pipeline {pipeline!r}. Valid pipelines: {', '.join(PIPELINES)}.")
