@@ -35,10 +35,10 @@ report:  ## leaderboard of what has finished so far
 	$(BIN)/medtl report $(SUITE)
 
 pipeline:  ## training-pipeline efficiency, both paths (SIZES=32,64,224 on a GPU); CSV reports/throughput/pipeline_*.csv
-	$(BIN)/python -m benchmark.pipeline_bench --pipeline cpu,device $(if $(SIZES),--sizes $(SIZES))
+	$(BIN)/python -m benchmark.speed.pipeline_bench --pipeline cpu,device $(if $(SIZES),--sizes $(SIZES))
 
 perf:  ## medtl vs timm inference img/s, alternating (MODELS=resnet18,...); CSV reports/throughput/perf_*.csv
-	$(BIN)/python -m benchmark.perf $(if $(MODELS),--models $(MODELS))
+	$(BIN)/python -m benchmark.speed.perf $(if $(MODELS),--models $(MODELS))
 
 ui:  ## browse runs: prints the link to the suite's runs table (cells nested under their suite run), then serves the UI
 	@$(BIN)/medtl report $(SUITE) --ui-link http://127.0.0.1:$(MLFLOW_PORT) | sed 's/^/Runs of $(notdir $(SUITE)): /' || true

@@ -161,7 +161,7 @@ def create_backbone(name: str, weights: str | WeightSource = "scratch", *, resol
     """Build backbone `name` with `weights` (see `backbones.weights` for the sources).
 
     `run:` and `cell:` weights live in MLflow, which this layer does not know: the caller passes
-    `resolve`, which turns them into `file:` sources (`benchmark.weights.MlflowWeights`).
+    `resolve`, which turns them into `file:` sources (`benchmark.cell.weights.MlflowWeights`).
     """
     entry = backbone_entry(name)
     source = parse_weights(weights) if isinstance(weights, str) else weights

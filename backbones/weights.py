@@ -8,7 +8,7 @@
   cell:<hash>    the checkpoint of the FINISHED pretraining cell with that spec hash (suites)
 
 `run:` and `cell:` need MLflow, which sits above this layer: `create_backbone` takes a resolver
-from the caller (`benchmark.weights`) that turns them into `file:` sources.
+from the caller (`benchmark.cell.weights`) that turns them into `file:` sources.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def _data_root(value: str | None) -> Path | None:
 
 
 def cmd_benchmark(args) -> int:
-    from benchmark.runner import run_suite
+    from benchmark.run.runner import run_suite
 
     if args.launcher:
         return _launch(args)
@@ -51,8 +51,8 @@ def cmd_benchmark(args) -> int:
 
 
 def _launch(args) -> int:
-    """medtl benchmark SUITE --launcher local|slurm [--workers N] (benchmark/launchers.py)."""
-    from benchmark.launchers import LauncherError, launch, settings_from
+    """medtl benchmark SUITE --launcher local|slurm [--workers N] (benchmark/run/launchers.py)."""
+    from benchmark.run.launchers import LauncherError, launch, settings_from
 
     if args.workers is None:
         args.workers = 2
@@ -64,11 +64,12 @@ def _launch(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """medtl report SUITE|PARENT_RUN_ID [--out DIR]: the full report from MLflow alone (see benchmark/report.py)."""
-    from benchmark.report import build_report, to_markdown
-    from benchmark.results import ReportError, is_run_id, load_results
-    from benchmark.runner import experiment_name
-    from benchmark.suite import load_suite
+    """medtl report SUITE|PARENT_RUN_ID [--out DIR]: the full report from MLflow alone (see benchmark/report/document.py)."""
+    from benchmark.report.document import build_report
+    from benchmark.report.leaderboard import to_markdown
+    from benchmark.report.results import ReportError, is_run_id, load_results
+    from tracking.naming import suite_experiment
+    from benchmark.plan.suite import load_suite
     from tracking import ensure_experiment
     from tracking.store import open_store
 
@@ -76,7 +77,7 @@ def cmd_report(args) -> int:
     suite = None if is_run_id(args.suite) else load_suite(_suite_path(args.suite))
     if args.ui_link:
         if suite is not None:
-            experiment = store.get_experiment_by_name(experiment_name(suite))
+            experiment = store.get_experiment_by_name(suite_experiment(suite.name))
             if experiment is None:
                 print(f"medtl: no runs of suite {suite.name} in {store.tracking_uri} yet; open {args.ui_link}", file=sys.stderr)
                 return 1
@@ -109,8 +110,8 @@ def cmd_throughput(args) -> int:
     import torch
 
     from backbones import create_backbone, list_backbones
-    from benchmark.cost import flops_per_image
-    from benchmark.throughput import device_peak, fraction_of_peak, measure_fps, measure_latency, measure_training, write_results
+    from benchmark.speed.cost import flops_per_image
+    from benchmark.speed.throughput import device_peak, fraction_of_peak, measure_fps, measure_latency, measure_training, write_results
     from tasks.training.speed import warn_precision
     from tracking.environment import environment_tags
 
@@ -179,8 +180,8 @@ def _log_throughput(table, uri: str) -> None:
 
 
 def cmd_server(args) -> int:
-    """medtl server --backend-store-uri URL [--host 127.0.0.1] [--port 5000] [--auth] (benchmark/server.py)."""
-    from benchmark.server import DB_ENV, ServerError, ServerSettings, serve
+    """medtl server --backend-store-uri URL [--host 127.0.0.1] [--port 5000] [--auth] (benchmark/run/server.py)."""
+    from benchmark.run.server import DB_ENV, ServerError, ServerSettings, serve
 
     settings = ServerSettings(backend_store_uri=args.backend_store_uri or os.environ.get(DB_ENV, ""),
                               artifacts_destination=args.artifacts_destination, host=args.host, port=args.port,
@@ -194,7 +195,7 @@ def cmd_server(args) -> int:
 
 
 def cmd_migrate(args) -> int:
-    from benchmark.migrate import migrate_store
+    from benchmark.run.migrate import migrate_store
     from tracking.store import open_store
 
     outcome = migrate_store(open_store(args.tracking_uri, create=False), data_root=_data_root(args.data_root), dry_run=args.dry_run)
@@ -203,7 +204,7 @@ def cmd_migrate(args) -> int:
 
 def cmd_list(args) -> int:
     from backbones import backbone_families, list_backbones
-    from benchmark.catalogue import dataset_table
+    from benchmark.plan.catalogue import dataset_table
     from tasks.data import list_datasets
     from tasks.training import list_strategies
 
@@ -219,9 +220,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    """medtl tune SUITE [--n-trials N] [--storage URL|FILE] [--workers N] [--timeout S] (benchmark/tuning.py)."""
-    from benchmark.suite import load_suite
-    from benchmark.tuning import TuneSettings, TuningFailed, storage_url, tune_suite
+    """medtl tune SUITE [--n-trials N] [--storage URL|FILE] [--workers N] [--timeout S] (benchmark/tune/study.py)."""
+    from benchmark.plan.suite import load_suite
+    from benchmark.tune.study import TuneSettings, TuningFailed, tune_suite
+    from tracking.studies import storage_url
 
     suite = load_suite(_suite_path(args.suite))
     budget = args.n_trials or suite.tune_budget or 20
@@ -247,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--report-dir", help="where to write the leaderboard (default reports/<suite>)")
     bench.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
     scale = bench.add_argument_group("launchers", "spread the cells over workers that share the MLflow store "
-                                     "(benchmark/launchers.py; README, 'Beyond one machine')")
+                                     "(benchmark/run/launchers.py; README, 'Beyond one machine')")
     scale.add_argument("--launcher", help="local: worker processes here, then the report; slurm: submit job arrays (submitit) and return")
     scale.add_argument("--workers", type=int, help="local: worker processes; slurm: array tasks running at once (default 2)")
     scale.add_argument("--jobs-folder", help="submitit's job files and logs (default .medtl_jobs; on SLURM a shared folder)")
@@ -331,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from backbones import BackboneError
-    from benchmark.suite import SuiteError
-    from benchmark.tuning import TuningFailed  # optuna itself is imported only when a study runs
+    from benchmark.plan.suite import SuiteError
+    from benchmark.tune.study import TuningFailed  # optuna itself is imported only when a study runs
     from tasks.data import DataError
     from tracking.preflight import StoreError
     from tracking.runs import Interrupted

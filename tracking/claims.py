@@ -36,11 +36,8 @@ from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from tracking.runs import ERROR_TAG, HASH_TAG, search_runs, start_run
+from tracking.naming import CLAIM_TAG, HEARTBEAT_TAG, HOST_TAG, PID_TAG
 
-HOST_TAG = "medtl.host"
-PID_TAG = "medtl.pid"
-HEARTBEAT_TAG = "medtl.heartbeat"  # seconds since the epoch, renewed every `heartbeat_s`
-CLAIM_TAG = "medtl.claim"  # host:pid:nonce of the claimant
 # A claim lives this long without a heartbeat (MEDTL_LEASE_SECONDS overrides): long enough for a
 # store that is slow for a while, short enough that a dead SLURM worker's cells come back soon.
 LEASE_S = float(os.environ.get("MEDTL_LEASE_SECONDS", "300"))

@@ -11,10 +11,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
 from tracking.artifacts import log_text
+from tracking.naming import ERROR_TAG, HASH_TAG, PARENT_TAG
 
-HASH_TAG = "medtl.spec_hash"
-ERROR_TAG = "medtl.error"
-PARENT_TAG = "mlflow.parentRunId"  # the tag the MLflow UI nests runs by
 _BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
 

@@ -72,7 +72,7 @@ class DatasetCard:
     variants: Callable[[], dict[str, Source]] | None = None
     variant_key: Callable[[Mapping[str, Any]], str] | None = None
     published_for: Callable[[Any], Published | None] | None = None
-    # Cell identity (benchmark.spec): options that never change the data (a cache folder) are
+    # Cell identity (benchmark.plan.spec): options that never change the data (a cache folder) are
     # left out; options added after cells were recorded list here the value that reproduces the
     # earlier behaviour, and are left out of identity while they keep it.
     settings: tuple[str, ...] = ()

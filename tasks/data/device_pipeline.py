@@ -46,7 +46,7 @@ def store_bytes(rows: int, size: int) -> int:
 def resolve_pipeline(pipeline: str, rows: int, size: int) -> str:
     """`auto` -> `device` when the uint8 store fits in `STORE_LIMIT`, on any device, else `cpu`.
 
-    Measured on 2 CPU cores too (`benchmark/pipeline_bench.py`, ResNet-18 and the small CNN at 32
+    Measured on 2 CPU cores too (`benchmark/speed/pipeline_bench.py`, ResNet-18 and the small CNN at 32
     and 64 px, `light` and `standard` augmentation): the store path reached 0.96-0.99 of model-only
     training, the per-image path 0.85-0.95 (two runs), because a main-process loader adds its time
     to every step, and slicing the store plus augmenting the batch cost 1.1-2.7 ms a batch of 32

@@ -125,10 +125,10 @@ def train_and_test(
             f"set image_size >= {config.min_size} in the suite or pick another backbone."
         )
     pipeline = resolve_pipeline(pipeline, len(task.index), size)
-    num_workers = loader_workers(num_workers, accelerator, pipeline if strategy.fit is None else "cpu")
+    num_workers = loader_workers(num_workers, accelerator, pipeline if strategy.trains else "cpu")
     on_gpu = accelerator not in ("cpu",) and torch.cuda.is_available()
     # Several devices keep the global batch: each rank loads its share (tasks.training.distributed).
-    world = world_size(devices) if strategy.fit is None else 1
+    world = world_size(devices) if strategy.trains else 1
     batch_size = per_device_batch(int(hp.get("batch_size", 32)), world)
     datamodule = TaskDataModule(
         task,
@@ -144,11 +144,11 @@ def train_and_test(
         num_workers=num_workers,
         fraction=fraction,
         # Frozen-feature strategies extract with their own loader (tasks.training.features).
-        pipeline=pipeline if strategy.fit is None else "cpu",
+        pipeline=pipeline if strategy.trains else "cpu",
         pin_memory=on_gpu,
     )
     datamodule.setup()
-    if strategy.fit is not None:
+    if not strategy.trains:
         return _fit_frozen(strategy, task, backbone, datamodule, hp, size=size, seed=seed, accelerator=accelerator,
                            num_workers=num_workers, logger=logger, feature_cache=feature_cache)
     module = ClassifierModule(

@@ -5,7 +5,7 @@ a strategy declares its own entries where it is registered (`tasks.training.stra
 cell resolves exactly the entries it uses: the strategy's `shared` names plus its own. Suites and
 Optuna read the same entries, so a value a suite may set is a value a study may search.
 
-Cell identity (`benchmark.spec`) covers every resolved value, except an entry at its `neutral`
+Cell identity (`benchmark.plan.spec`) covers every resolved value, except an entry at its `neutral`
 value: an entry added later, whose neutral value reproduces the behaviour from before it
 existed, leaves the identity of existing cells unchanged; changing its default changes it.
 """

@@ -4,7 +4,7 @@
     >>> warn_precision("bf16-mixed", "cpu")   # warns once on a CPU without native bf16; returns what runs
 
 Three machine settings (none changes a result beyond float rounding, so none is part of a cell's
-identity; `benchmark/spec.py` is untouched):
+identity; `benchmark/plan/spec.py` is untouched):
 
 - precision: a suite's `precision` IS identity, so it runs as asked. On a CPU without native bf16
   (no `avx512_bf16` / `amx_bf16`) bf16 autocast is emulated and was measured ~25x slower than fp32

@@ -78,9 +78,10 @@ def test_imagenet_weights_load_from_the_hugging_face_cache(hf_cache):
 def test_timm_backbones_fine_tune_in_a_suite(tmp_path, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
-    from benchmark.runner import experiment_name, run_suite
-    from benchmark.suite import load_suite
+    from benchmark.run.runner import run_suite
+    from benchmark.plan.suite import load_suite
     from tests.benchmark.suites import write_suite
+    from tracking.naming import suite_experiment
 
     path = write_suite(tmp_path, name="timm", backbones=["timm:resnet18", "inception_resnet_v2"], image_size=75,
                        target={"dataset": "gen-target", "options": {"size": 32, "scale": 0.5}},
@@ -88,7 +89,7 @@ def test_timm_backbones_fine_tune_in_a_suite(tmp_path, mlflow_uri):
     outcome = run_suite(path, echo=lambda *_: None)
     assert outcome.exit_code == 0 and len(outcome.ran) == 4
     client = MlflowClient(mlflow_uri)
-    experiment = client.get_experiment_by_name(experiment_name(load_suite(path)))
+    experiment = client.get_experiment_by_name(suite_experiment(load_suite(path).name))
     runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED' and tags.`medtl.stage` = 'finetune'")
     assert sorted({r.data.params["backbone"] for r in runs}) == ["inception_resnet_v2", "timm:resnet18"]
     assert all("test/mcc" in r.data.metrics for r in runs)

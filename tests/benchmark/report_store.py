@@ -11,7 +11,8 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_score, recall_score, roc_auc_score
 
-from benchmark.runner import cell_tags, experiment_name
+from benchmark.run.runner import cell_tags
+from tracking.naming import suite_experiment
 from tracking import ensure_experiment, flatten, log_dataframe, start_run
 from tracking.artifacts import confusion_matrix_frame
 from tracking.runs import ERROR_TAG, log_metrics, log_params
@@ -46,7 +47,7 @@ def fabricate(uri: str, suite, accuracy: dict[str, float], *, rows: int = 60, se
               failed: set[str] = frozenset(), running: set[str] = frozenset()) -> str:
     """Runs for every fine-tuning cell of `suite` under one parent run; cells whose hash is in `failed` / `running` end so."""
     client = MlflowClient(uri)
-    experiment_id = ensure_experiment(client, experiment_name(suite))
+    experiment_id = ensure_experiment(client, suite_experiment(suite.name))
     parent = start_run(client, experiment_id, name=f"suite {suite.name}", tags={"medtl.suite": suite.name, "medtl.stage": "suite"})
     rng = np.random.default_rng(seed)
     for spec in suite.finetune_cells:

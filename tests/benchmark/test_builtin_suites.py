@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import SUITES_DIR
-from benchmark.suite import load_suite
+from benchmark.plan.suite import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
@@ -33,7 +33,7 @@ def test_builtin_suite_is_in_the_readme(name):
 
 
 def test_readme_dataset_table_is_generated_from_the_cards():
-    from benchmark.catalogue import dataset_table
+    from benchmark.plan.catalogue import dataset_table
 
     readme = (REPO / "README.md").read_text()
     assert dataset_table() in readme, "README's dataset table is stale: paste the output of `medtl list --datasets`"
@@ -41,7 +41,7 @@ def test_readme_dataset_table_is_generated_from_the_cards():
 
 def test_imagenet_weights_with_a_small_input_stem_fail_before_training(tmp_path):
     # ImageNet weights were learnt through the 7x7 stride-2 stem; a 3x3 stem cannot take them.
-    from benchmark.suite import SuiteError
+    from benchmark.plan.suite import SuiteError
     from tests.benchmark.suites import write_suite
 
     path = write_suite(tmp_path, backbones=["resnet18_small"], sources={"imagenet": {"weights": "imagenet"}})

@@ -12,9 +12,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
-from benchmark.ensembles import EnsembleError, average_predictions
-from benchmark.runner import experiment_name
-from benchmark.suite import SuiteError, load_suite
+from benchmark.cell.ensemble import average_predictions
+from benchmark.plan.ensembles import EnsembleError
+from tracking.naming import suite_experiment
+from benchmark.plan.suite import SuiteError, load_suite
 from tasks.data import TaskMeta
 from tasks.training.evaluation import predictions_table
 from tasks.training.metrics import score
@@ -67,7 +68,7 @@ def test_an_ensemble_needs_its_member_strategy_two_members_and_a_shared_test_fol
 
 def _scored(uri, suite) -> dict:
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment_name(suite))
+    exp = client.get_experiment_by_name(suite_experiment(suite.name))
     return {r.data.tags["medtl.spec_hash"]: r for r in client.search_runs([exp.experiment_id])
             if r.data.tags.get("medtl.stage") == "finetune"}
 

@@ -68,7 +68,7 @@ def plugins():
 
 
 def test_registered_plugins_run_in_a_suite(plugins, tmp_path, mlflow_uri):
-    from benchmark.runner import run_suite
+    from benchmark.run.runner import run_suite
     from tasks.data.download import download_catalogue
     from tasks.data.verify import verify
 

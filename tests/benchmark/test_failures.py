@@ -3,10 +3,11 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-import benchmark.runner as runner
+import benchmark.run.runner as runner
 from benchmark.cli import main
-from benchmark.runner import experiment_name, run_suite
-from benchmark.suite import load_suite
+from benchmark.run.runner import run_suite
+from tracking.naming import suite_experiment
+from benchmark.plan.suite import load_suite
 from tests.benchmark.suites import write_suite
 
 CHEAP = {"epochs": 1, "batch_size": 32}
@@ -14,7 +15,7 @@ CHEAP = {"epochs": 1, "batch_size": 32}
 
 def _cells(uri, suite):
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment_name(suite))
+    exp = client.get_experiment_by_name(suite_experiment(suite.name))
     return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("medtl.stage") == "finetune"]
 
 
@@ -129,7 +130,7 @@ def test_corrupt_image_in_the_target_fails_the_cell_naming_the_file(tmp_path, ml
 
 
 def test_cells_share_loaded_tasks_within_a_suite(tmp_path, mlflow_uri, monkeypatch):
-    import benchmark.cell as cells
+    import benchmark.cell.route as cells
 
     loads = []
     real = cells.load_task

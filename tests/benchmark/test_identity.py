@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from benchmark.spec import RunSpec
-from benchmark.suite import load_suite
+from benchmark.plan.spec import RunSpec
+from benchmark.plan.suite import load_suite
 from tasks.data import DATASETS
 from tasks.training import STRATEGIES, HParam
 from tasks.training.hparams import SHARED
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "benchmark" / "suites" / "smoke.yaml"
 
 # Reference cells written out in full: their hashes may only change on purpose (then update
-# the pins, bump benchmark.spec.FORMAT and teach benchmark.migrate the old format).
+# the pins, bump benchmark.plan.spec.FORMAT and teach benchmark.run.migrate the old format).
 REFERENCE = RunSpec.build(
     stage="finetune", task="gen-target", task_options={"scale": 1.0, "seed": 0, "size": 32}, data_path="", fold=1,
     folds=3, seed=0, backbone="smallcnn", weights="scratch", source="none", strategy="full",
@@ -110,7 +110,7 @@ def test_a_strategy_is_called_with_exactly_its_hyperparameters():
 def test_a_format_1_store_migrates_and_a_rerun_skips_every_cell(tmp_path, mlflow_uri, capsys):
     """Runs recorded by medtl before the identity change (real format-1 specs of the smoke suite)."""
     from benchmark.cli import main
-    from benchmark.runner import experiment_name
+    from tracking.naming import suite_experiment
     from tracking import ensure_experiment, finished_runs_by_hash, log_json
 
     import yaml
@@ -126,7 +126,7 @@ def test_a_format_1_store_migrates_and_a_rerun_skips_every_cell(tmp_path, mlflow
     pinned.write_text(yaml.safe_dump(raw, sort_keys=False))  # keep the cell order
     suite = load_suite(pinned)
     assert not {c.hash for c in suite.cells} & {c.hash for c in load_suite(SMOKE).cells}
-    experiment = ensure_experiment(client, experiment_name(suite))
+    experiment = ensure_experiment(client, suite_experiment(suite.name))
     for cell in legacy:
         run = client.create_run(experiment, tags={"medtl.spec_hash": cell["hash"], "medtl.stage": cell["spec"]["stage"]})
         log_json(client, run.info.run_id, cell["spec"], "spec.json")

@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 from backbones import create_backbone
 from benchmark.cli import main
 from tasks.training import get_strategy
-from benchmark.runner import experiment_name
-from benchmark.suite import load_suite
+from tracking.naming import suite_experiment
+from benchmark.plan.suite import load_suite
 from tasks.data import load_task
 from tasks.training.fit import train_and_test
 from tests.benchmark.suites import write_suite
@@ -36,7 +36,7 @@ def test_two_device_suite_logs_one_run_per_cell(tmp_path, mlflow_uri):
     path = write_suite(tmp_path, name="ddp", devices=2, folds=2, sources={"none": {"weights": "scratch"}}, hparams={"epochs": 1, "batch_size": 16})
     assert main(["benchmark", str(path), "--accelerator", "cpu"]) == 0
     client = MlflowClient(mlflow_uri)
-    exp = client.get_experiment_by_name(experiment_name(load_suite(path)))
+    exp = client.get_experiment_by_name(suite_experiment(load_suite(path).name))
     runs = client.search_runs([exp.experiment_id])
     cells = [r for r in runs if r.data.tags.get("medtl.stage") == "finetune"]
     assert len(cells) == 2 and all(r.info.status == "FINISHED" for r in cells)

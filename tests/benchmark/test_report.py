@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.report import build_report
-from benchmark.results import load_results
-from benchmark.suite import load_suite
+from benchmark.report.document import build_report
+from benchmark.report.results import load_results
+from benchmark.plan.suite import load_suite
 from tests.benchmark.report_store import CLASSES, fabricate
 from tests.benchmark.suites import write_suite
 
@@ -160,7 +160,7 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
 def test_flops_per_image_counts_a_convolution_by_hand():
     from torch import nn
 
-    from benchmark.cost import flops_per_image, model_cost
+    from benchmark.speed.cost import flops_per_image, model_cost
 
     # Conv 3 -> 8 channels, 3x3, same padding, 16 x 16 output: 2 FLOPs per multiply-add
     # x (3 * 3 * 3) multiply-adds per output value x 8 * 16 * 16 values = 110,592; then a linear 8 -> 2.
@@ -172,7 +172,7 @@ def test_flops_per_image_counts_a_convolution_by_hand():
 def test_pareto_front_keeps_only_undominated_rows():
     import numpy as np
 
-    from benchmark.plots import pareto_front
+    from benchmark.report.plots import pareto_front
 
     cost = np.array([1.0, 2.0, 2.0, 3.0, 4.0])
     quality = np.array([0.5, 0.4, 0.7, 0.6, 0.9])

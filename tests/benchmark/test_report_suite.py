@@ -11,7 +11,7 @@ import os
 import pandas as pd
 import pytest
 
-from benchmark.runner import run_suite
+from benchmark.run.runner import run_suite
 from tests.benchmark.suites import write_suite
 
 # 1 pretraining + 15 fine-tuning cells: about 3 minutes on a quiet 2-core CPU, but a machine shared

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from benchmark.runner import experiment_name, run_suite
-from benchmark.suite import load_suite
+from benchmark.run.runner import run_suite
+from tracking.naming import suite_experiment
+from benchmark.plan.suite import load_suite
 from tests.benchmark.suites import write_suite
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ def tiny(tmp_path_factory):
 
 
 def _cell_runs(client, suite):
-    exp = client.get_experiment_by_name(experiment_name(suite))
+    exp = client.get_experiment_by_name(suite_experiment(suite.name))
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     return [r for r in runs if r.data.tags.get("medtl.stage") in ("pretrain", "finetune")]
 
@@ -105,7 +106,7 @@ def test_run_weights_load_the_pretraining_runs_checkpoint(tiny, tmp_path):
     import torch
 
     from backbones import WeightsError, create_backbone, parse_weights
-    from benchmark.weights import MlflowWeights
+    from benchmark.cell.weights import MlflowWeights
     from tracking.runs import finished_runs_by_hash
 
     client = tiny["client"]

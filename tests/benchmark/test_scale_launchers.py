@@ -1,16 +1,16 @@
 """`medtl benchmark SUITE --launcher local --workers 2`: two worker processes share one suite through the cell claims.
 
 The SLURM path is tests/benchmark/test_scale_slurm.py; the 2-worker / 1-worker wall-time ratio is measured
-by `python -m benchmark.launch_bench` (a measurement, not an assertion).
+by `python -m benchmark.speed.launch_bench` (a measurement, not an assertion).
 """
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
-from benchmark.launchers import LAUNCHERS, list_launchers
-from benchmark.runner import experiment_name
-from benchmark.suite import load_suite
+from benchmark.run.launchers import LAUNCHERS, list_launchers
+from tracking.naming import suite_experiment
+from benchmark.plan.suite import load_suite
 from tests.benchmark.suites import write_suite
 
 TINY = dict(target={"dataset": "gen-target", "options": {"size": 16}}, image_size=16, folds=2, seeds=[0, 1],
@@ -19,7 +19,7 @@ TINY = dict(target={"dataset": "gen-target", "options": {"size": 16}}, image_siz
 
 def _runs(uri: str, path):
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(experiment_name(load_suite(path)))
+    experiment = client.get_experiment_by_name(suite_experiment(load_suite(path).name))
     return client.search_runs([experiment.experiment_id])
 
 
@@ -80,7 +80,7 @@ def test_slurm_without_sbatch_fails_with_the_fix(tmp_path, mlflow_uri, capsys, m
 
 
 def test_stages_run_pretraining_then_fine_tuning_then_ensembles_and_skip_finished_cells(tmp_path):
-    from benchmark.launchers import stages
+    from benchmark.run.launchers import stages
 
     path = write_suite(tmp_path, name="staged", target={"dataset": "gen-target", "options": {"size": 16}}, image_size=16,
                        folds=2, strategies=["full", "ensemble-sources"])

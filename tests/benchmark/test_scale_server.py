@@ -129,7 +129,7 @@ def test_bad_server_options_fail_with_the_fix(capsys, monkeypatch, argv, words):
 
 
 def test_the_server_listens_on_loopback_with_served_artifacts_by_default():
-    from benchmark.server import ServerSettings, server_command
+    from benchmark.run.server import ServerSettings, server_command
 
     cmd = server_command(ServerSettings(backend_store_uri="postgresql+psycopg2://u@db/mlflow"))
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"

@@ -8,8 +8,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
-from benchmark.runner import experiment_name
-from benchmark.suite import load_suite
+from tracking.naming import suite_experiment
+from benchmark.plan.suite import load_suite
 from tests.benchmark.suites import write_suite
 from tests.slurm_cluster import slurm_cluster, wait_for_queue  # noqa: F401 - the fixture
 
@@ -33,7 +33,7 @@ def test_slurm_launcher_runs_the_stages_as_dependent_job_arrays(tmp_path, mlflow
     assert wait_for_queue(300), f"SLURM jobs still queued after 300 s; logs in {tmp_path / 'jobs'}"
 
     client = MlflowClient(mlflow_uri)
-    experiment = client.get_experiment_by_name(experiment_name(load_suite(path)))
+    experiment = client.get_experiment_by_name(suite_experiment(load_suite(path).name))
     runs = client.search_runs([experiment.experiment_id])
     by_stage = {stage: [r for r in runs if r.data.tags.get("medtl.stage") == stage] for stage in ("suite", "pretrain", "finetune")}
     (parent,) = by_stage["suite"]
@@ -64,6 +64,6 @@ def test_a_job_sbatch_refuses_fails_with_its_reason_and_the_fix(tmp_path, mlflow
     assert "sbatch refused the jobs" in err and "invalid partition specified: nosuchpartition" in err
     assert "Fix:" in err and "Traceback" not in err
     client = MlflowClient(mlflow_uri)
-    experiment = client.get_experiment_by_name(experiment_name(load_suite(path)))
+    experiment = client.get_experiment_by_name(suite_experiment(load_suite(path).name))
     (parent,) = client.search_runs([experiment.experiment_id])
     assert parent.info.status == "FAILED"  # the suite run records that nothing was submitted

@@ -1,4 +1,4 @@
-"""benchmark.statistics against scipy/statsmodels references, worked examples and simulated tables (no training)."""
+"""benchmark.report.statistics against scipy/statsmodels references, worked examples and simulated tables (no training)."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import matthews_corrcoef, roc_auc_score
 
-from benchmark.statistics import (
+from benchmark.report.statistics import (
     average_ranks,
     chance_scores,
     cohens_dz,

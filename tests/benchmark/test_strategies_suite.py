@@ -12,8 +12,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli import SUITES_DIR, main
-from benchmark.runner import experiment_name
-from benchmark.suite import SuiteError, load_suite
+from tracking.naming import suite_experiment
+from benchmark.plan.suite import SuiteError, load_suite
 from tests.benchmark.suites import write_suite
 
 
@@ -37,7 +37,7 @@ def test_reduced_strategies_suite_gives_a_row_per_strategy_and_chains_double_tra
     out = capsys.readouterr().out
     suite = load_suite(path)
     client = MlflowClient(mlflow_uri)
-    exp = client.get_experiment_by_name(experiment_name(suite))
+    exp = client.get_experiment_by_name(suite_experiment(suite.name))
     runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("medtl.stage") == "finetune"]
     assert all(r.info.status == "FINISHED" for r in runs) and len(runs) == len(suite.finetune_cells)
     strategies = {r.data.params["strategy"] for r in runs}

@@ -16,10 +16,10 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from backbones import create_backbone
-from benchmark import throughput as tp
+from benchmark.speed import throughput as tp
 from benchmark.cli import main
-from benchmark.cost import flops_per_image
-from benchmark.runner import run_suite
+from benchmark.speed.cost import flops_per_image
+from benchmark.run.runner import run_suite
 from tasks.data import load_task
 from tasks.training import get_strategy, train_and_test
 from tasks.training import speed
@@ -174,8 +174,8 @@ def test_fraction_of_peak_from_a_mocked_peak(monkeypatch):
 
 
 def test_perf_and_pipeline_bench_produce_ratios(tmp_path):
-    from benchmark.perf import compare
-    from benchmark.pipeline_bench import bench
+    from benchmark.speed.perf import compare
+    from benchmark.speed.pipeline_bench import bench
 
     table = compare(["resnet18"], image_size=32, batch_size=1, warmup=0, batches=1, rounds=1, device="cpu", with_bf16=False)
     row = table.iloc[0]

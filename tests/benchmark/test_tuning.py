@@ -1,4 +1,4 @@
-"""Optuna studies (benchmark/tuning.py): budget across workers and storages, pruning, validation-only scoring,
+"""Optuna studies (benchmark/tune/study.py): budget across workers and storages, pruning, validation-only scoring,
 failures, SIGKILL and resume, hparams_from and the report's tuning line.
 
     PYTHONPATH=. python -m pytest -q -n 0 tests/benchmark/test_tuning.py
@@ -17,8 +17,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
-from benchmark.suite import load_suite
-from benchmark.tuning import HOLD_ENV, STATE_TAG, TuneSettings, open_storage, study_rows, tune_row
+from benchmark.plan.suite import load_suite
+from benchmark.tune.study import TuneSettings, study_rows, tune_row
+from benchmark.tune.trial import HOLD_ENV
+from tracking.naming import TRIAL_STATE_TAG as STATE_TAG
+from tracking.studies import open_storage
 from tests.servers import postgres  # noqa: F401 - a session fixture, used by name
 
 SUITE = """\
@@ -107,7 +110,7 @@ def test_budget_lock_on_postgresql_is_held_on_the_server(postgres):
     """Workers on several machines share one budget: on PostgreSQL the lock is the server's, not a file on one machine."""
     from sqlalchemy import create_engine, text
 
-    from benchmark.tuning import advisory_key, budget_lock
+    from benchmark.tune.storage import advisory_key, budget_lock
 
     other = create_engine(postgres)  # a worker elsewhere: its own connection to the same server
     take = text("SELECT pg_try_advisory_lock(:key)")
@@ -145,7 +148,7 @@ def test_no_test_fold_row_reaches_a_trial_and_the_score_is_validation_mcc(workdi
     from tests.tasks.training.test_protocol import _row_coded_task
 
     task = _row_coded_task()
-    monkeypatch.setattr("benchmark.cell.load_cell_task", lambda spec, root, cache=None: task)
+    monkeypatch.setattr("benchmark.cell.route.load_cell_task", lambda spec, root, cache=None: task)
     row = study_rows(load_suite(_suite(workdir, epochs=2)))[0]
     record = RecordRows()
     storage, uri = f"sqlite:///{workdir}/optuna.db", f"sqlite:///{workdir}/mlruns.db"
@@ -181,7 +184,7 @@ def test_pruner_stops_hopeless_trials_early(workdir, monkeypatch, pruner):
     import binascii
 
     task = _label_coded_task()
-    monkeypatch.setattr("benchmark.cell.load_cell_task", lambda spec, root, cache=None: task)
+    monkeypatch.setattr("benchmark.cell.route.load_cell_task", lambda spec, root, cache=None: task)
     row = study_rows(load_suite(_suite(workdir, name="tunehb" if pruner == "hyperband" else "tunetest", epochs=3)))[0]
     storage, uri = f"sqlite:///{workdir}/optuna.db", f"sqlite:///{workdir}/mlruns.db"
     if pruner == "hyperband":
@@ -210,7 +213,7 @@ def test_pruner_stops_hopeless_trials_early(workdir, monkeypatch, pruner):
 
 @pytest.mark.slow
 def test_hparams_from_optuna_uses_the_best_trial_and_the_report_says_what_was_tuned(workdir):
-    from benchmark.runner import run_suite
+    from benchmark.run.runner import run_suite
 
     path = _suite(workdir, name="tuned", extra="hparams_from: optuna\ntune_budget: 2\n")
     uri = f"sqlite:///{workdir}/mlruns.db"
@@ -313,7 +316,7 @@ def test_repeated_trial_failures_stop_tune_with_a_clear_error(workdir, monkeypat
     from benchmark.cli import main
 
     # A broken search space: every trial draws a dropout above its valid range and fails before it trains.
-    monkeypatch.setattr("benchmark.tuning.search_space", lambda strategy: {"dropout": lambda t, n: t.suggest_float(n, 2.0, 3.0)})
+    monkeypatch.setattr("benchmark.tune.study.search_space", lambda strategy: {"dropout": lambda t, n: t.suggest_float(n, 2.0, 3.0)})
     path = _suite(workdir, name="broken")
     storage, uri = f"sqlite:///{workdir}/optuna.db", f"sqlite:///{workdir}/mlruns.db"
     code = main(["tune", str(path), "--n-trials", "6", "--storage", storage, "--tracking-uri", uri])

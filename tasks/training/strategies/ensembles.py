@@ -8,15 +8,13 @@
 
 An ensemble trains nothing: the suite adds it after its members (cells of strategy `ensemble_of`,
 `full` by default), and the benchmark layer scores the averaged probabilities as a cell of its
-own (`benchmark/ensembles.py`), its inference cost the sum of its members'.
+own (`benchmark/plan/ensembles.py`), its inference cost the sum of its members'.
 """
 
 from __future__ import annotations
 
-from lightning.pytorch.callbacks import Callback
-
 from tasks.training.hparams import HParam
-from tasks.training.strategies import StrategyNotApplicable, register_strategy
+from tasks.training.strategies import CombiningStrategy, StrategyNotApplicable, add_strategy
 
 AXES = ("seeds", "sources", "backbones")
 
@@ -30,13 +28,9 @@ def _trains_nothing(backbone, hparams, *, image_size: int, kind: str | None = No
                                 "strategy of its members (hparams.ensemble_of), and the runner scores their predictions.")
 
 
-def _register(axis: str) -> None:
-    @register_strategy(f"ensemble-{axis}", summary=f"average the predicted probabilities of the suite's {axis} "
-                       "(members: cells of strategy `ensemble_of`) on each shared test fold",
-                       params=_params(), shared=(), combines=axis, applies=_trains_nothing)
-    def ensemble(*, ensemble_of: str) -> list[Callback]:
-        raise TypeError("An ensemble trains nothing; the suite runner scores its members' predictions.")
-
-
 for _axis in AXES:
-    _register(_axis)
+    add_strategy(CombiningStrategy(
+        name=f"ensemble-{_axis}",
+        summary=f"average the predicted probabilities of the suite's {_axis} (members: cells of strategy `ensemble_of`) "
+                "on each shared test fold",
+        params=_params(), shared=(), axis=_axis, applies=_trains_nothing))

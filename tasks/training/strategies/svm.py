@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
@@ -55,7 +54,7 @@ from tasks.data.index import Task, TaskMeta
 from tasks.training.features import FINAL, content_digests, forward_tap, meta_backbone, pool_output, spatial_taps, tap_features, tap_shapes
 from tasks.training.hparams import HParam
 from tasks.training.metrics import DEFAULT_THRESHOLD, choose_threshold, classification_metrics, confusion_matrix_metric
-from tasks.training.strategies import StrategyNotApplicable, list_strategies, register_strategy
+from tasks.training.strategies import StrategyNotApplicable, list_strategies, FeatureStrategy, add_strategy
 
 IMAGE_SIZE = "image_size"  # `scales` value meaning the cell's own image size
 VGG_TAP = "block5_pool"  # Farhat & Sicre's tap; the default wherever a backbone has it
@@ -340,14 +339,11 @@ SVM_PARAMS = {
 }
 
 
-@register_strategy(
-    "svm",
+add_strategy(FeatureStrategy(
+    name="svm",
     summary="frozen features + linear SVM (Farhat & Sicre): tap GAP at each scale, L2, LinearSVC with C by CV on training rows",
     params=SVM_PARAMS,
     shared=SHARED_READ,
     fit=frozen_fit("svm", spatial=False, make_encoder=lambda hp: PooledEncoder(str(hp["scale_pool"]))),
     applies=applicability("svm", spatial=False),
-)
-def svm(*, tap: str, scales: str, scale_pool: str, svm_cs: str, svm_cv: int) -> list[Callback]:
-    """No Lightning callbacks: `fit` (fit_frozen) reads these hyperparameters and replaces Lightning's loop."""
-    return []
+))

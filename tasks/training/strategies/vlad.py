@@ -23,13 +23,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from lightning.pytorch.callbacks import Callback
 from scipy import sparse
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.decomposition import PCA
 
 from tasks.training.hparams import HParam
-from tasks.training.strategies import register_strategy
+from tasks.training.strategies import FeatureStrategy, add_strategy
 from tasks.training.strategies.svm import SCALES, SHARED_READ, SVM_CS, SVM_CV, TAP, applicability, frozen_fit, l2_normalise
 
 POWER = 0.5  # Jegou et al.'s signed power normalisation exponent
@@ -118,14 +117,11 @@ VLAD_PARAMS = {
 }
 
 
-@register_strategy(
-    "vlad",
+add_strategy(FeatureStrategy(
+    name="vlad",
     summary="VLAD + linear SVM (Farhat & Sicre; Jegou et al. 2010): tap map descriptors, k-means codebook, residual sums",
     params=VLAD_PARAMS,
     shared=SHARED_READ,
     fit=frozen_fit("vlad", spatial=True, make_encoder=_encoder),
     applies=applicability("vlad", spatial=True),
-)
-def vlad(*, tap: str, scales: str, vlad_k: int, pca_dim: int, svm_cs: str, svm_cv: int) -> list[Callback]:
-    """No Lightning callbacks: `fit` (fit_frozen) reads these hyperparameters and replaces Lightning's loop."""
-    return []
+))

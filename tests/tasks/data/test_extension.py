@@ -7,8 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from benchmark.runner import experiment_name, run_suite
-from benchmark.suite import load_suite
+from benchmark.run.runner import run_suite
+from tracking.naming import suite_experiment
+from benchmark.plan.suite import load_suite
 from tasks.data import DataError, TaskDataModule, load_task
 from tasks.data.extension import extend_training, extra_rows
 from tests.benchmark.suites import write_suite
@@ -81,7 +82,7 @@ def test_suite_with_extension_trains_on_more_rows_and_hashes_apart(tmp_path):
         os.chdir(cwd)
     assert result.exit_code == 0 and len(result.ran) == 2
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment_name(extended))
+    exp = client.get_experiment_by_name(suite_experiment(extended.name))
     runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("medtl.stage") == "finetune"]
     target = load_task("gen-target", size=32)
     for run in runs:

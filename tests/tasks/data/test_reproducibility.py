@@ -34,7 +34,7 @@ def test_training_twice_gives_identical_metrics():
     hp = get_strategy("full").resolve({"epochs": 2, "batch_size": 16, "augment": "standard"})
     runs = []
     for _ in range(2):
-        torch.manual_seed(3)  # as benchmark.cell.run_cell does before building the backbone
+        torch.manual_seed(3)  # as benchmark.cell.route.run_cell does before building the backbone
         backbone = create_backbone("smallcnn")
         runs.append(train_and_test(task, backbone, fold=1, k=3, seed=3, hp=hp, size=32, accelerator="cpu").metrics)
     assert runs[0] == runs[1]

@@ -227,7 +227,7 @@ def flatnet():
 
 
 def test_vlad_without_a_spatial_tap_fails_before_training_naming_alternatives(flatnet, task, tmp_path, mlflow_uri):
-    from benchmark.suite import SuiteError, load_suite
+    from benchmark.plan.suite import SuiteError, load_suite
 
     hp = get_strategy("vlad").resolve({})
     with pytest.raises(StrategyNotApplicable, match="needs a spatial feature map") as error:
@@ -294,7 +294,7 @@ def test_multilabel_svm_is_one_vs_rest_and_its_scores_threshold_at_the_svm_decis
 
 @pytest.mark.slow
 def test_a_suite_of_svm_and_vlad_logs_test_metrics_to_mlflow(tmp_path, mlflow_uri):
-    from benchmark.runner import run_suite
+    from benchmark.run.runner import run_suite
 
     path = write_suite(tmp_path, name="frozen", strategies=["svm", "vlad"], sources={"none": {"weights": "scratch"}},
                        hparams={"vlad_k": 8, "pca_dim": 8})

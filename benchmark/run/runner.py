@@ -5,26 +5,25 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from benchmark.cell import CellContext, run_cell
-from benchmark.preflight import check_suite_data
-from benchmark.report import cell_results, leaderboard, to_markdown, write_report
-from benchmark.spec import FORMAT, RunSpec
-from benchmark.suite import Suite, load_suite
-from benchmark.signals import stop_on_signals
+from benchmark.cell.quiet import quiet_libraries
+from benchmark.cell.route import CellContext, run_cell
+from benchmark.cell.preflight import check_suite_data
+from benchmark.report.leaderboard import cell_results, leaderboard, to_markdown, write_report
+from benchmark.plan.spec import FORMAT, RunSpec
+from benchmark.plan.suite import Suite, load_suite
+from benchmark.run.signals import stop_on_signals
 from tracking import CellRun, ensure_experiment, environment_tags, finished_runs_by_hash, flatten, log_text, runs_frame, start_run, tracking_uri
 from tracking.claims import Claims
 from tracking.runs import HASH_TAG, STOPPED
 from tracking.store import open_store
+from tracking.naming import FORMAT_TAG, SOURCE_TAG, STAGE_TAG, SUITE_TAG, TUNE_BUDGET_TAG, suite_experiment
 
 
 @dataclass
@@ -44,27 +43,13 @@ class SuiteOutcome:
         return 1 if self.failed else 0
 
 
-def experiment_name(suite: Suite) -> str:
-    return f"medtl-{suite.name}"
-
-
-def _quiet_libraries() -> None:
-    # Lightning's per-fit banners ("GPU available: False ...") repeat once per cell; the suite's
-    # own progress says what matters. Real warnings still show.
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LitLogger.*")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per checkpoint fetch is noise
-
-
 def cell_tags(spec: RunSpec, suite: Suite) -> dict[str, str]:
     return {
         HASH_TAG: spec.hash,
-        "medtl.spec_format": str(FORMAT),
-        "medtl.suite": suite.name,
-        "medtl.stage": spec.stage,
-        "medtl.source": spec.source,
+        FORMAT_TAG: str(FORMAT),
+        SUITE_TAG: suite.name,
+        STAGE_TAG: spec.stage,
+        SOURCE_TAG: spec.source,
         **environment_tags(),
     }
 
@@ -73,14 +58,14 @@ def prepare_suite(suite_path: Path | str, *, data_root: Path | None = None, uri:
                   accelerator: str = "auto", cells=None) -> tuple[Suite, CellContext, str]:
     """Load and check what a suite's cells need (suite, store, the data of `cells`, default all) before any run:
     (suite, the cells' shared context, the suite's experiment id). Raises SuiteError, StoreError or DataError."""
-    _quiet_libraries()
+    quiet_libraries()
     suite = load_suite(suite_path)
     uri = tracking_uri(uri)
     client = open_store(uri)
     ctx = CellContext(client, uri, data_root, Path(".medtl_cache"), {}, suite.throughput, accelerator, suite.num_workers,
                       suite.save_checkpoints)
     check_suite_data(suite.cells if cells is None else cells, data_root, ctx.tasks)
-    return suite, ctx, ensure_experiment(client, experiment_name(suite))
+    return suite, ctx, ensure_experiment(client, suite_experiment(suite.name))
 
 
 def run_suite(
@@ -108,7 +93,7 @@ def run_suite(
                 echo(f"Marked stale RUNNING run {run.info.run_id} ({run.info.run_name}) KILLED: {reason}.")
             ctx.finished.update(finished_runs_by_hash(client, experiment_id))
             parent_id = start_run(client, experiment_id, name=f"suite {suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                                  tags={"medtl.suite": suite.name, "medtl.stage": "suite", **environment_tags(), **claims.tags()})
+                                  tags={SUITE_TAG: suite.name, STAGE_TAG: "suite", **environment_tags(), **claims.tags()})
             claims.hold(parent_id)
             return _run_cells(suite, ctx, claims, experiment_id, parent_id, report_dir, echo, started)
         finally:
@@ -120,7 +105,7 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
     client, finished = ctx.client, ctx.finished
     outcome = SuiteOutcome(suite, parent_id)
     echo(f"Suite {suite.name}: {len(suite.cells)} cells ({len(suite.cells) - len(suite.finetune_cells)} pretraining) "
-         f"-> MLflow {ctx.tracking_uri}, experiment {experiment_name(suite)}")
+         f"-> MLflow {ctx.tracking_uri}, experiment {suite_experiment(suite.name)}")
     try:
         with tqdm(total=len(suite.cells), desc=f"suite {suite.name}", unit="cell", position=0, dynamic_ncols=True) as bar:
             for spec in _cells_in_order(outcome, ctx, parent_id, echo):
@@ -196,14 +181,15 @@ def write_suite_report(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, 
 
 
 def _cells_in_order(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, echo):
-    """Pretraining cells; then, with `tune_budget`, every row's study (benchmark/tuning.py), after which the
+    """Pretraining cells; then, with `tune_budget`, every row's study (benchmark/tune/study.py), after which the
     suite is reloaded so `hparams_from: optuna` gives its cells the best trials' values; then the other cells."""
     suite = outcome.suite
     yield from (c for c in suite.cells if c.stage == "pretrain")
     if suite.tune_budget:
-        from benchmark.tuning import TuneSettings, storage_url, tune_suite
+        from benchmark.tune.study import TuneSettings, tune_suite
+        from tracking.studies import storage_url
 
-        ctx.client.set_tag(parent_id, "medtl.tune_budget", str(suite.tune_budget))
+        ctx.client.set_tag(parent_id, TUNE_BUDGET_TAG, str(suite.tune_budget))
         tune_suite(suite, TuneSettings(storage=storage_url(), n_trials=suite.tune_budget, tracking_uri=ctx.tracking_uri,
                                        data_root=ctx.data_root, accelerator=ctx.accelerator), echo=tqdm.write)
         outcome.suite = suite = load_suite(suite.path)
@@ -222,8 +208,8 @@ def _await_pretraining(spec: RunSpec, ctx: CellContext, claims: Claims) -> None:
 
 
 def _full_report(client, suite: Suite, out_dir: Path, quick: list[Path], echo) -> list[Path]:
-    """The full report (benchmark.report); a report that fails to build never fails the suite's cells."""
-    from benchmark.report import report_suite
+    """The full report (benchmark.report.document); a report that fails to build never fails the suite's cells."""
+    from benchmark.report.document import report_suite
 
     try:
         return report_suite(client, suite, out_dir).paths
@@ -243,7 +229,7 @@ def _log_suite_summary(client, parent_id: str, outcome: SuiteOutcome) -> None:
 def suite_leaderboard(suite: Suite, client, finished: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Leaderboard of the suite's fine-tuning cells that have FINISHED runs (from any invocation)."""
     if finished is None:
-        experiment = client.get_experiment_by_name(experiment_name(suite))
+        experiment = client.get_experiment_by_name(suite_experiment(suite.name))
         finished = finished_runs_by_hash(client, experiment.experiment_id) if experiment else {}
     runs = [finished[c.hash] for c in suite.finetune_cells if c.hash in finished]
     cells = cell_results(runs_frame(runs))

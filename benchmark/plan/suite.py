@@ -24,7 +24,7 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
                 keeps up; up to 8 on GPUs with the cpu pipeline); a machine setting, not identity
   save_checkpoints  true: log each fine-tuning cell's tested (selected) Lightning checkpoint to its run
   hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,
-                default sqlite:///optuna.db) over the suite's hparams; see benchmark/tuning.py
+                default sqlite:///optuna.db) over the suite's hparams; see benchmark/tune/study.py
   tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
 """
 
@@ -36,9 +36,9 @@ from typing import Any
 
 import yaml
 
-from benchmark.ensembles import expand_ensembles
-from benchmark.spec import RunSpec
-from benchmark.suite_schema import UniqueKeyLoader, error_message, hparam_errors, schema_errors
+from benchmark.plan.ensembles import expand_ensembles
+from benchmark.plan.spec import RunSpec
+from benchmark.plan.schema import UniqueKeyLoader, error_message, hparam_errors, schema_errors
 
 KNOWN_KEYS = {"name", "description", "target", "folds", "seeds", "fractions", "backbones", "strategies",
               "sources", "hparams", "image_size", "throughput", "precision", "devices", "num_workers",
@@ -57,7 +57,7 @@ class Suite:
     throughput: dict = field(default_factory=dict)  # batch_size / warmup / batches for FPS
     num_workers: int | str = "auto"  # DataLoader workers per cell (auto: chosen per device)
     save_checkpoints: bool = False  # keep the tested epoch's checkpoint as an artifact
-    hparams_from: str = ""  # "optuna": cells use their row's best trial (benchmark/tuning.py)
+    hparams_from: str = ""  # "optuna": cells use their row's best trial (benchmark/tune/study.py)
     tune_budget: int = 0  # trials per row tuned before the fine-tuning cells (0: no tuning)
 
     @property
@@ -214,12 +214,14 @@ def _image_size(value: Any, backbone: str, path: Path) -> int:
 
 
 def _tuned(raw: dict, task: str, backbone: str, source: str, strategy: str, path: Path) -> dict | None:
-    """With `hparams_from: optuna`, the row's best trial params (benchmark/tuning.py); else None."""
+    """With `hparams_from: optuna`, the row's best trial params (benchmark/tune/study.py); else None."""
     if raw.get("hparams_from") != "optuna":
         return None
-    from benchmark.tuning import best_params, storage_url, study_name, tunable
+    from tasks.training import get_strategy
+    from tracking.naming import study_name
+    from tracking.studies import best_params, storage_url
 
-    if not tunable(strategy):
+    if not get_strategy(strategy).tunable:
         return None
     name = study_name(str(raw["name"]), task, backbone, source, strategy)
     best = best_params(name)

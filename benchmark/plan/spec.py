@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any
 
 STAGES = ("pretrain", "finetune")
-FORMAT = 2  # of identity; runs carry it as tag medtl.spec_format (benchmark.migrate converts format 1)
+FORMAT = 2  # of identity; runs carry it as tag medtl.spec_format (benchmark.run.migrate converts format 1)
 
 
 def _frozen(mapping: dict | None) -> tuple[tuple[str, Any], ...]:

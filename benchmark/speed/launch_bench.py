@@ -1,6 +1,6 @@
 """Wall time of one suite with 1 and with 2 local workers (`medtl benchmark --launcher local`), a fresh store each.
 
-    python -m benchmark.launch_bench [--cells 8] [--epochs 1] [--rounds 2]   # -> reports/throughput/launch_<conditions>.csv
+    python -m benchmark.speed.launch_bench [--cells 8] [--epochs 1] [--rounds 2]   # -> reports/throughput/launch_<conditions>.csv
 
 A measurement, not a test: the same generated suite (gen-target, smallcnn, 16 px, scratch weights)
 runs alternately with --workers 1 and --workers 2, each time in a new temporary folder (its own
@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import yaml
 
-from benchmark.throughput import write_results
+from benchmark.speed.throughput import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,13 +1,13 @@
 """medtl's inference speed against timm's best configuration on the same models, alternating in one process.
 
     make perf                                                     # ResNet-18/50, DenseNet-169, VGG-16 at 224 px
-    python -m benchmark.perf --models resnet18 --batch-size 8 --batches 5 --rounds 3
+    python -m benchmark.speed.perf --models resnet18 --batch-size 8 --batches 5 --rounds 3
 
 timm's `benchmark.py` is a script in timm's repository, not in its wheel, so it is not vendored:
 timm's models are measured here through timm's API with that script's documented inference
 settings (`timm.create_model`, `model.eval()`, random input, warm-up steps, then timed steps under
 `torch.no_grad`, synchronised; `--channels-last` and `--amp` bf16 as its options). medtl's side is
-`benchmark.throughput.measure_fps` on medtl's backbone of the same name in its default
+`benchmark.speed.throughput.measure_fps` on medtl's backbone of the same name in its default
 configuration (channels_last for convnets, inference_mode), in fp32 and, where the device runs
 bf16 natively, in bf16 autocast too (what a suite gets with `precision: bf16-mixed`). Each round measures every timm
 configuration and medtl back to back for one model before the next, so machine load (shared CPUs)
@@ -27,7 +27,7 @@ import time
 import torch
 
 from backbones import create_backbone
-from benchmark.throughput import _autocast, _device, _sync, device_name, measure_fps, write_results
+from benchmark.speed.throughput import _autocast, _device, _sync, device_name, measure_fps, write_results
 from tasks.training.speed import native_bf16
 
 MODELS = ("resnet18", "resnet50", "densenet169", "vgg16")
@@ -106,7 +106,7 @@ def compare(models, *, image_size: int, batch_size: int, warmup: int, batches: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmark.speed.perf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated (names valid in timm and medtl)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=4)

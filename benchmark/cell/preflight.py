@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-from benchmark.cell import load_cell_task
-from benchmark.spec import RunSpec
+from benchmark.cell.route import load_cell_task
+from benchmark.plan.spec import RunSpec
 from tasks.data import DataError
 from tasks.data.checks import check_task
 

@@ -19,8 +19,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from benchmark import statistics as st
-from benchmark.results import SuiteResults
+from benchmark.report import statistics as st
+from benchmark.report.results import SuiteResults
 
 FAMILIES = {"source": ("backbone", "strategy", "fraction"), "strategy": ("source", "backbone", "fraction")}
 NO_DIFFERENCE = "no significant difference"

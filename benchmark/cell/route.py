@@ -19,11 +19,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from backbones import create_backbone
-from benchmark.cost import model_cost
-from benchmark.ensembles import run_ensemble
-from benchmark.spec import RunSpec
-from benchmark.throughput import measure_fps
-from benchmark.weights import MlflowWeights, provenance
+from benchmark.speed.cost import model_cost
+from benchmark.cell.ensemble import run_ensemble
+from benchmark.plan.spec import RunSpec
+from benchmark.speed.throughput import measure_fps
+from benchmark.cell.weights import MlflowWeights, provenance
 from pretrain import pretrain_backbone
 from tasks.data import Task, load_task
 from tasks.data.extension import extend_training

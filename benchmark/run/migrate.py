@@ -5,7 +5,7 @@
 Format 1 (medtl before the architecture change) hashed every entry of the old hyperparameter
 table in every cell (also `num_workers` and the `unfreeze_*` entries that only `layerwise` reads)
 and only the dataset options a suite wrote; a pretraining cell said `fold 0 of 5` even when it
-held out its source's official test split. Format 2 (`benchmark.spec`) hashes what changes a
+held out its source's official test split. Format 2 (`benchmark.plan.spec`) hashes what changes a
 result. For each FINISHED format-1 cell this recomputes what the cell did in format 2, tags the
 run with the new hash (`medtl.spec_hash`; the old one stays as `medtl.spec_hash_v1`, and in the
 immutable `spec_hash` param) and logs the converted `spec.json` (the original is kept as
@@ -24,11 +24,11 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from benchmark.spec import FORMAT, RunSpec
+from benchmark.plan.spec import FORMAT, RunSpec
 from tracking import log_json
 from tracking.runs import HASH_TAG, search_runs
+from tracking.naming import is_medtl_experiment, FORMAT_TAG, STAGE_TAG
 
-FORMAT_TAG = "medtl.spec_format"
 V1_HASH_TAG = "medtl.spec_hash_v1"
 
 
@@ -45,8 +45,8 @@ def _spec_v1(client: MlflowClient, run_id: str) -> dict:
 
 def convert_v1(spec: dict, *, pretrain_hashes: dict[str, str], data_root: Path | None) -> RunSpec:
     """The format-2 spec of what a format-1 cell did; ValueError when that cannot be known."""
-    from benchmark.cell import load_cell_task
-    from benchmark.suite import _task_options
+    from benchmark.cell.route import load_cell_task
+    from benchmark.plan.suite import _task_options
     from tasks.training import get_strategy
     from tasks.training.hparams import UNSET
 
@@ -86,12 +86,12 @@ def convert_v1(spec: dict, *, pretrain_hashes: dict[str, str], data_root: Path |
 def migrate_store(client: MlflowClient, *, data_root: Path | None = None, dry_run: bool = False, echo=print) -> Migration:
     """Migrate every medtl experiment of the store (see the module docstring)."""
     outcome = Migration()
-    experiments = [e for e in client.search_experiments() if e.name.startswith("medtl-")]
+    experiments = [e for e in client.search_experiments() if is_medtl_experiment(e.name)]
     for experiment in experiments:
         runs = [r for r in search_runs(client, experiment.experiment_id, "attributes.status = 'FINISHED'")
-                if r.data.tags.get("medtl.stage") in ("pretrain", "finetune") and FORMAT_TAG not in r.data.tags]
+                if r.data.tags.get(STAGE_TAG) in ("pretrain", "finetune") and FORMAT_TAG not in r.data.tags]
         # Pretraining cells first: fine-tuning cells name them by hash.
-        runs.sort(key=lambda r: r.data.tags["medtl.stage"] != "pretrain")
+        runs.sort(key=lambda r: r.data.tags[STAGE_TAG] != "pretrain")
         for run in runs:
             try:
                 old = _spec_v1(client, run.info.run_id)

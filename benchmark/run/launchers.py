@@ -11,7 +11,7 @@ depending on the one before (`afterany`: a pretraining cell that fails fails onl
 need its weights, with that reason), then one job that writes the report. `local` runs each stage
 with `--workers` processes here (submitit's LocalExecutor), each walking the stage's cells.
 
-Either way a worker runs a cell through `benchmark.runner.run_claimed_cell`: the cell claims in the
+Either way a worker runs a cell through `benchmark.run.runner.run_claimed_cell`: the cell claims in the
 shared MLflow store (tracking/claims.py) keep two workers off one cell, and a cell whose worker
 died is taken over. A job that SLURM preempts or that reaches its time limit gets submitit's
 SIGUSR2: the running cell is recorded KILLED and submitit requeues the job (the worker is
@@ -31,13 +31,15 @@ from pathlib import Path
 
 import submitit
 
-from benchmark.runner import SuiteOutcome, cell_tags, experiment_name, prepare_suite, run_claimed_cell, write_suite_report
-from benchmark.signals import stop_on_signals
-from benchmark.spec import RunSpec
-from benchmark.suite import Suite
+from benchmark.run.runner import SuiteOutcome, prepare_suite, run_claimed_cell, write_suite_report
+from tracking.naming import suite_experiment
+from benchmark.run.signals import stop_on_signals
+from benchmark.plan.spec import RunSpec
+from benchmark.plan.suite import Suite
 from tracking import environment_tags, finished_runs_by_hash, start_run
 from tracking.claims import Claims
 from tracking.runs import ERROR_TAG, HASH_TAG, PARENT_TAG, search_runs
+from tracking.naming import LAUNCHER_TAG, STAGE_TAG, SUITE_TAG
 
 
 class LauncherError(ValueError):
@@ -320,10 +322,10 @@ def launch(name: str, settings: LaunchSettings, echo=print) -> int:
     plan = stages(suite, finished_runs_by_hash(client, experiment_id))
     claims = Claims(client, experiment_id)
     parent_id = start_run(client, experiment_id, name=f"suite {suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')} ({name})",
-                          tags={"medtl.suite": suite.name, "medtl.stage": "suite", "medtl.launcher": name,
+                          tags={SUITE_TAG: suite.name, STAGE_TAG: "suite", LAUNCHER_TAG: name,
                                 **environment_tags(), **claims.tags()})
     echo(f"Suite {suite.name}: {sum(len(c) for _, c in plan)} of {len(suite.cells)} cells to run, launcher {name}, "
-         f"-> MLflow {ctx.tracking_uri}, experiment {experiment_name(suite)}, parent run {parent_id}")
+         f"-> MLflow {ctx.tracking_uri}, experiment {suite_experiment(suite.name)}, parent run {parent_id}")
     if name == "slurm":
         # Nobody's process holds the parent while jobs wait in the queue: SCHEDULED (never reaped as a
         # dead RUNNING run) until the report job ends it.

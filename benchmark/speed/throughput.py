@@ -5,10 +5,10 @@
 Warm-up batches first (allocator, cuDNN autotuning, CPU caches), synchronise before reading the
 clock on accelerators, then time whole batches of random input at the cell's image size. Pure
 model work: decoding and transforms are excluded (the test loop's pipeline FPS and
-`benchmark/pipeline_bench.py` measure them). Inference runs under `torch.inference_mode` (`no_grad` under autocast: `_no_autograd`) in the
+`benchmark/speed/pipeline_bench.py` measure them). Inference runs under `torch.inference_mode` (`no_grad` under autocast: `_no_autograd`) in the
 memory format the model trains in (`tasks.training.speed`: channels_last for convnets by
 default); training img/s times forward + backward + optimizer step on a copy of the model.
-FLOPs per image come from `benchmark.cost` (torch's FLOP counter); the fraction of peak uses a
+FLOPs per image come from `benchmark.speed.cost` (torch's FLOP counter); the fraction of peak uses a
 table of GPU peaks, or on a CPU an estimate (FLOPs/cycle of the ISA x cores x GHz), said so.
 """
 

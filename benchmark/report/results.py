@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tracking.runs import ERROR_TAG, HASH_TAG, search_runs
+from tracking.naming import SUITE_TAG
 
 ROW_KEYS = ("source", "backbone", "strategy", "fraction")
 CELL_KEYS = (*ROW_KEYS, "fold", "seed")
@@ -108,12 +109,12 @@ def load_results(client, *, suite=None, parent_run_id: str | None = None) -> Sui
     """Finished and missing fine-tuning cells of `suite` (a loaded Suite) or of the suite that `parent_run_id` ran."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per CSV fetched is noise
     if suite is not None:
-        from benchmark.runner import experiment_name
+        from tracking.naming import suite_experiment
 
         name = suite.name
-        experiment = client.get_experiment_by_name(experiment_name(suite))
+        experiment = client.get_experiment_by_name(suite_experiment(suite.name))
         if experiment is None:
-            raise ReportError(f"No MLflow experiment {experiment_name(suite)!r} in {client.tracking_uri}: run "
+            raise ReportError(f"No MLflow experiment {suite_experiment(suite.name)!r} in {client.tracking_uri}: run "
                               f"`medtl benchmark {suite.path}` first, or pass --tracking-uri of the store that has it.")
         experiment_id = experiment.experiment_id
     else:
@@ -121,11 +122,11 @@ def load_results(client, *, suite=None, parent_run_id: str | None = None) -> Sui
             parent = client.get_run(parent_run_id)
         except Exception as exc:  # noqa: BLE001 - MLflow raises its own exception types per store
             raise ReportError(f"Run {parent_run_id} not found in {client.tracking_uri} ({exc}).") from exc
-        name = parent.data.tags.get("medtl.suite")
+        name = parent.data.tags.get(SUITE_TAG)
         if not name:
             raise ReportError(f"Run {parent_run_id} is not a medtl suite run (no medtl.suite tag); pass a suite's parent run id.")
         experiment_id = parent.info.experiment_id
-    runs = [r for r in search_runs(client, experiment_id, "tags.`medtl.stage` = 'finetune'") if r.data.tags.get("medtl.suite", name) == name]
+    runs = [r for r in search_runs(client, experiment_id, "tags.`medtl.stage` = 'finetune'") if r.data.tags.get(SUITE_TAG, name) == name]
     finished = _latest([r for r in runs if r.info.status == "FINISHED"])
     latest = _latest(runs)
     if suite is not None:

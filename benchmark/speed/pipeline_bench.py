@@ -1,8 +1,8 @@
 """Training-pipeline efficiency: end-to-end training img/s over model-only training img/s.
 
-    python -m benchmark.pipeline_bench                          # resnet18 + smallcnn at 32 and 64 px, pipeline auto
-    python -m benchmark.pipeline_bench --pipeline cpu,device    # both paths, one row each
-    python -m benchmark.pipeline_bench --models smallcnn --sizes 32 --batches 8
+    python -m benchmark.speed.pipeline_bench                          # resnet18 + smallcnn at 32 and 64 px, pipeline auto
+    python -m benchmark.speed.pipeline_bench --pipeline cpu,device    # both paths, one row each
+    python -m benchmark.speed.pipeline_bench --models smallcnn --sizes 32 --batches 8
 
 End to end = the real `TaskDataModule` train loader (in-memory generated images; `--pipeline cpu`:
 albumentations per image in `--num-workers` processes; `device`: the uint8 tensor store whose
@@ -31,7 +31,7 @@ import time
 import torch
 
 from backbones import create_backbone
-from benchmark.throughput import _device, _prepare, _sync, device_name, training_net, training_step_fn, write_results
+from benchmark.speed.throughput import _device, _prepare, _sync, device_name, training_net, training_step_fn, write_results
 from tasks.data import TaskDataModule, load_task
 from tasks.data.device_pipeline import resolve_pipeline
 from tasks.training.speed import to_format
@@ -107,7 +107,7 @@ def bench(model_name: str, size: int, *, batch_size: int, batches: int, num_work
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    parser = argparse.ArgumentParser(prog="python -m benchmark.pipeline_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmark.speed.pipeline_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet18,smallcnn")
     parser.add_argument("--sizes", default="32,64")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -6,7 +6,7 @@ pydantic checks the shape (types, ranges, unknown keys, duplicated axis values, 
 `pretrain` both given, a suite name that is a safe file name); hyperparameter values are checked by
 the one hyperparameter table (`tasks.training.hparams.HParam.check`), so their ranges live in one
 place. `UniqueKeyLoader` refuses a key written twice in one YAML mapping (PyYAML keeps the last one
-silently). The model only validates: `benchmark.suite` expands the raw mapping as before, so cell
+silently). The model only validates: `benchmark.plan.suite` expands the raw mapping as before, so cell
 identities do not depend on this module.
 """
 
@@ -143,7 +143,7 @@ class SuiteModel(_Strict):
     devices: Annotated[int, Field(ge=1)] = 1
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"  # per device: tasks.data.device_pipeline.loader_workers
     save_checkpoints: bool = False
-    hparams_from: Literal["optuna"] | None = None  # each row's cells take its study's best trial (benchmark/tuning.py)
+    hparams_from: Literal["optuna"] | None = None  # each row's cells take its study's best trial (benchmark/tune/study.py)
     tune_budget: Annotated[int, Field(ge=1)] | None = None  # trials per row, tuned before the fine-tuning cells
 
     @field_validator("seeds", "fractions", "backbones", "strategies")
@@ -194,7 +194,7 @@ def _fix(loc: tuple, kind: str) -> str:
     for part in reversed(loc):
         if isinstance(part, str) and part in FIXES:
             return FIXES[part]
-    return "see the schema in benchmark/suite.py"
+    return "see the schema in benchmark/plan/suite.py"
 
 
 def _where(loc: tuple) -> str:

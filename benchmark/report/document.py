@@ -3,7 +3,7 @@
     medtl report benchmark/suites/smoke.yaml [--out DIR]    # or: medtl report PARENT_RUN_ID
     medtl benchmark benchmark/suites/smoke.yaml             # writes the same report at the end
 
-Everything is rebuilt from MLflow (benchmark.results): metrics, params and the cells' artifacts
+Everything is rebuilt from MLflow (benchmark.report.results): metrics, params and the cells' artifacts
 `test/predictions.csv` and `test/confusion_matrix.csv`. Writes report.md, a self-contained
 report.html, leaderboard.csv, cells.csv, missing.csv, comparisons.csv, per_class.csv and PNGs.
 """
@@ -16,105 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark import plots
-from benchmark import statistics as st
-from benchmark.comparisons import NO_DIFFERENCE, comparisons, primary_test, row_label, winners
-from benchmark.render import Section, to_html
-from benchmark.render import to_markdown as sections_to_markdown
-from benchmark.results import METRICS, ROW_KEYS, SuiteResults
-
-COLUMN_NAMES = {"mcc": "MCC", "f1": "F1", "rec": "REC", "prec": "PREC", "spec": "SPEC", "acc": "ACC", "auc": "AUC", "acc_micro": "ACC micro"}
-
-
-# -- the leaderboard (also used by the runner's quick table) ---------------------------------------
-
-def cell_results(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished fine-tuning runs (a `runs_frame`) as one row per cell: keys, fold, seed, metrics."""
-    if runs.empty:
-        return pd.DataFrame()
-    frame = pd.DataFrame({
-        "source": runs["params.source"], "backbone": runs["params.backbone"], "strategy": runs["params.strategy"],
-        "fraction": runs["params.fraction"].astype(float), "fold": runs["params.fold"].astype(int),
-        "seed": runs["params.seed"].astype(int), "run_id": runs["run_id"],
-    })
-    for metric in (*METRICS, "fps"):
-        column = f"metrics.test/{metric}"
-        frame[metric] = runs[column].astype(float) if column in runs else np.nan
-    return frame
-
-
-def leaderboard(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per (source, backbone, strategy[, fraction]): n, mean / std / 95 % CI per metric; best MCC first."""
-    if cells.empty:
-        return pd.DataFrame()
-    keys = list(ROW_KEYS)
-    grouped = cells.groupby(keys, sort=False)
-    rows = []
-    for key, group in grouped:
-        row = dict(zip(keys, key), n=len(group))
-        for metric in METRICS:
-            s = st.mean_ci(group[metric]) if metric in group else st.mean_ci([])
-            row.update({f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_low": s.low, f"{metric}_high": s.high})
-        for extra in ("fps", "fit_seconds", "params", "flops_per_image"):
-            row[f"{extra}_mean"] = group[extra].mean() if extra in group else np.nan
-        if {"train_rows", "epochs_trained", "fit_seconds"} <= set(group):
-            row["train_ips_mean"] = (group["train_rows"] * group["epochs_trained"] / group["fit_seconds"]).mean()
-        rows.append(row)
-    table = pd.DataFrame(rows).sort_values("mcc_mean", ascending=False, kind="stable").reset_index(drop=True)
-    if table["fraction"].nunique() == 1:
-        table = table.drop(columns="fraction")  # one fraction: the column says nothing
-    return table
-
-
-def _cell_text(mean, std, low, high) -> str:
-    if pd.isna(mean):
-        return "n/a"
-    text = f"{mean:.3f}"
-    if pd.notna(std):
-        text += f" ± {std:.3f}"
-    if pd.notna(low):
-        text += f" [{low:.3f}, {high:.3f}]"
-    return text
-
-
-def format_leaderboard(table: pd.DataFrame) -> pd.DataFrame:
-    """Human columns: `MCC` as '0.812 ± 0.034 [0.770, 0.854]' (mean ± std [95 % CI])."""
-    if table.empty:
-        return table
-    keys = [c for c in (*ROW_KEYS,) if c in table]
-    out = table[keys].copy()
-    for metric in METRICS:
-        if f"{metric}_mean" in table:
-            out[COLUMN_NAMES[metric]] = [_cell_text(*v) for v in table[[f"{metric}_{s}" for s in ("mean", "std", "low", "high")]].itertuples(index=False)]
-    if "fraction" in out and out["fraction"].nunique() <= 1:
-        out = out.drop(columns="fraction")
-    if "fps_mean" in table:
-        out["FPS"] = ["" if pd.isna(v) else f"{v:.0f}" for v in table["fps_mean"]]
-    out["n"] = table["n"]
-    if "missing" in table:
-        out["missing"] = table["missing"]
-    return out
-
-
-def to_markdown(table: pd.DataFrame, title: str = "") -> str:
-    body = format_leaderboard(table).to_markdown(index=False) if not table.empty else "(no finished cells)"
-    notes = ("\n\nMetrics are macro-averaged over classes on the held-out test fold (ACC micro: plain accuracy); "
-             "mean ± sample std [95 % t-interval] over folds x seeds (n cells). FPS: model forward only, conditions in "
-             "each run's throughput.* tags.")
-    return (f"# {title}\n\n" if title else "") + body + notes + "\n"
-
-
-def write_report(table: pd.DataFrame, cells: pd.DataFrame, out_dir: Path, title: str) -> list[Path]:
-    """The quick tables: leaderboard.csv, leaderboard.md, cells.csv."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "leaderboard.csv", out_dir / "leaderboard.md", out_dir / "cells.csv"]
-    table.to_csv(paths[0], index=False)
-    paths[1].write_text(to_markdown(table, title))
-    cells.to_csv(paths[2], index=False)
-    return paths
-
-
-# -- the full report ---------------------------------------------------------------------------------
+from benchmark.report import plots
+from benchmark.report import statistics as st
+from benchmark.report.comparisons import NO_DIFFERENCE, comparisons, primary_test, row_label, winners
+from benchmark.report.render import Section, to_html
+from benchmark.report.render import to_markdown as sections_to_markdown
+from benchmark.report.leaderboard import format_leaderboard, leaderboard, to_markdown
+from benchmark.report.results import METRICS, ROW_KEYS, SuiteResults
+from tracking.naming import tuning_experiment, BACKBONE_TAG, BEST_TRIAL_TAG, FRACTION_TAG, SOURCE_TAG, STRATEGY_TAG, STUDY_TAG
 
 def _row_cells(cells: pd.DataFrame, row) -> pd.DataFrame:
     mask = np.ones(len(cells), dtype=bool)
@@ -171,36 +80,36 @@ def protocol_text(results: SuiteResults) -> list[str]:
 
 
 def tuning_text(results: SuiteResults) -> str:
-    """Which rows took their hyperparameters from an Optuna study (benchmark/tuning.py), with how many trials, on which
+    """Which rows took their hyperparameters from an Optuna study (benchmark/tune/study.py), with how many trials, on which
     storage: read from the studies' parent runs (experiment `medtl-<suite>-tuning`) and checked against the cells' params."""
     from tracking.runs import search_runs
 
     client = results.client
-    experiment = client.get_experiment_by_name(f"medtl-{results.name}-tuning") if client is not None else None
+    experiment = client.get_experiment_by_name(tuning_experiment(results.name)) if client is not None else None
     studies = search_runs(client, experiment.experiment_id, "tags.`medtl.stage` = 'study'") if experiment else []
     if not studies:
         return "Tuning: none; every row used the suite's fixed hyperparameters (no Optuna study of this suite in this store)."
     params = {r.info.run_id: r.data.params for r in search_runs(client, results.experiment_id, "tags.`medtl.stage` = 'finetune'")}
     cells, lines = results.cells, []
-    for study in sorted(studies, key=lambda r: r.data.tags.get("medtl.study", "")):
+    for study in sorted(studies, key=lambda r: r.data.tags.get(STUDY_TAG, "")):
         tags = study.data.tags
         best = {k[len("best."):]: v for k, v in tags.items() if k.startswith("best.")}
-        if "medtl.source" not in tags:  # a study tuned before its runs said which row they tune
+        if SOURCE_TAG not in tags:  # a study tuned before its runs said which row they tune
             lines.append(f"study {tags.get('medtl.study', '?')}: {tags.get('medtl.trials', '?')} trials (its row is not recorded)")
             continue
-        row = {"source": tags["medtl.source"], "backbone": tags["medtl.backbone"], "strategy": tags["medtl.strategy"],
-               "fraction": float(tags.get("medtl.fraction", 1.0))}
+        row = {"source": tags[SOURCE_TAG], "backbone": tags[BACKBONE_TAG], "strategy": tags[STRATEGY_TAG],
+               "fraction": float(tags.get(FRACTION_TAG, 1.0))}
         mine = cells[(cells["source"] == row["source"]) & (cells["backbone"] == row["backbone"])
                      & (cells["strategy"] == row["strategy"]) & np.isclose(cells["fraction"], row["fraction"])] if len(cells) else cells
         using = sum(bool(best) and all(params.get(r, {}).get(f"hparams.{k}") == v for k, v in best.items()) for r in mine["run_id"])
         counts = ", ".join(f"{tags.get(f'medtl.trials.{state}', '0')} {word}"
                            for state, word in (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed")))
         use = (f"best trial {tags['medtl.best_trial']} (val/mcc {tags.get('medtl.best_value', '?')}), whose values {using} of its "
-               f"{len(mine)} finished cells use" if "medtl.best_trial" in tags else "no complete trial, its cells use the suite's values")
+               f"{len(mine)} finished cells use" if BEST_TRIAL_TAG in tags else "no complete trial, its cells use the suite's values")
         lines.append(f"{row_label(row)}: {tags.get('medtl.trials', '?')} trials ({counts}; budget {tags.get('medtl.tune_budget', '?')}) "
                      f"on storage {tags.get('medtl.storage', '?')}, trained on fold {tags.get('medtl.fold', '?')}'s training rows and "
                      f"scored on its validation rows; {use}")
-    return ("Tuning (Optuna, benchmark/tuning.py; the test fold never entered tuning: a trial is scored by its best "
+    return ("Tuning (Optuna, benchmark/tune/study.py; the test fold never entered tuning: a trial is scored by its best "
             "validation MCC and ends before any test pass): " + "; ".join(lines) + ". Rows not listed used the suite's fixed "
             "hyperparameters.")
 
@@ -407,7 +316,7 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
 
 def report_suite(client, suite, out_dir: Path, parent_run_id: str | None = None) -> Report:
     """Load the suite's results from MLflow, write the report, and log the folder to `parent_run_id` when given."""
-    from benchmark.results import load_results
+    from benchmark.report.results import load_results
 
     report = build_report(load_results(client, suite=suite), out_dir)
     if parent_run_id:

@@ -1,0 +1,295 @@
+"""Optuna studies: tune each compared row of a suite on validation rows only, with pruning and many workers.
+
+    medtl tune benchmark/suites/tune-smoke.yaml --n-trials 6              # make tune
+    medtl tune SUITE --storage sqlite:///optuna.db --workers 2 --timeout 600
+    medtl tune SUITE --storage postgresql+psycopg2://user@host/db --workers 4   # workers on several machines
+    medtl tune SUITE --storage optuna-journal.log --workers 2              # a journal file (no "://": a path)
+    optuna-dashboard sqlite:///optuna.db                                   # browse the studies (same storage argument)
+
+One study per row (task, backbone, source, strategy), named `<suite>.<task>.<backbone>.<source>.<strategy>`.
+A trial trains the row's first cell (its fold, seed and fraction) with values drawn from the search
+spaces of the strategy's hyperparameter table (`HParam.space`, shared and per-strategy entries) and is
+scored by the best per-epoch `val/mcc` (the model-selection metric) on that fold's validation rows;
+the trial ends when its fit ends (StopBeforeTest), before the test pass, so the outer test fold never
+enters tuning. (The study tunes on one
+outer fold: its test rows are held out, but the other folds' test rows are among its training rows.)
+
+Budget (`benchmark.tune.storage`): `n_trials` is the study's total. A worker takes a trial only while COMPLETE + PRUNED + RUNNING
+trials are fewer than the budget, under a lock (`budget_lock`): a file beside a local storage (sqlite,
+journal file), a PostgreSQL advisory lock on that server (so workers on several machines never
+overshoot either), a per-machine file for other servers. FAIL trials do not count, so a rerun replaces
+them; MAX_FAILURES failed trials in a row stop the worker and the command (TuningFailed: the study, the
+last trial's error, the fix). Trials left RUNNING by a dead process (SIGKILL, a lost node) are marked
+FAIL at start-up: on this host when their process is gone, elsewhere through Optuna's heartbeat (RDB
+storages other than sqlite).
+
+MLflow: experiment `medtl-<suite>-tuning`, one parent run per study (reused by reruns) with the
+optimisation history and parameter importances as artifacts, one nested run per trial with its number,
+params, per-epoch `val/*` and its state (tag `medtl.trial_state`: COMPLETE, PRUNED, FAIL). Optuna's
+MLflowCallback is not used: it loses the parent with nested runs (optuna#5148) and breaks with several
+jobs (optuna#4088).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracking.naming import BACKBONE_TAG, BEST_TRIAL_TAG, BEST_VALUE_TAG, CELL_TAG, ERROR_TAG, FOLD_TAG, FRACTION_TAG, SOURCE_TAG, STAGE_TAG, STORAGE_TAG, STRATEGY_TAG, STUDY_TAG, TASK_TAG, TRIALS_TAG, TUNE_BUDGET_TAG, tuning_experiment
+from tracking.naming import study_name
+
+from tasks.training import get_strategy
+from tracking.studies import DEFAULT_STORAGE, open_storage, shown_url
+
+from benchmark.tune.storage import budget_lock, counted, fail_dead_trials, close_dead_trial_runs
+from benchmark.tune.trial import OBJECTIVE, Objective
+
+MAX_FAILURES = 3  # consecutive failed trials after which a worker stops (FAIL trials do not use the budget)
+EXIT_TRIALS_FAILED = 3  # a worker process's exit code after MAX_FAILURES failed trials in a row
+
+
+class TuningFailed(RuntimeError):
+    """A study stopped because its trials keep failing; the message names the study, the last error and the fix."""
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One compared row of a suite and the cell its trials train."""
+
+    suite: str  # suite name, part of the study name (two suites' rows never share a study)
+    spec: Any  # benchmark.plan.spec.RunSpec: the row's first fine-tuning cell (fold, seed, fraction, fixed hparams)
+
+    @property
+    def name(self) -> str:
+        s = self.spec
+        return study_name(self.suite, s.task, s.backbone, s.source, s.strategy)
+
+
+def study_rows(suite) -> list[StudyRow]:
+    rows: dict[str, StudyRow] = {}
+    for spec in suite.finetune_cells:
+        if get_strategy(spec.strategy).tunable:
+            row = StudyRow(suite.name, spec)
+            rows.setdefault(row.name, row)
+    return list(rows.values())
+
+
+def search_space(strategy: str) -> dict:
+    """name -> Optuna space of the strategy's tuned entries (a function here so tests can sabotage it)."""
+    return get_strategy(strategy).search_space()
+
+
+@dataclass
+class TuneSettings:
+    storage: str = DEFAULT_STORAGE  # Optuna storage URL or journal file
+    n_trials: int = 20  # total budget of each study
+    timeout: float | None = None  # seconds per worker, then it stops taking trials
+    workers: int = 1  # worker processes per study
+    pruner: str = "median"  # median | hyperband | none
+    seed: int = 0  # TPE seed (worker i uses seed + i, so workers do not suggest the same values)
+    tracking_uri: str | None = None
+    data_root: Path | None = None
+    accelerator: str = "cpu"
+    space: dict | None = None  # name -> space; None: the strategy's table (tests sabotage it)
+    callbacks: list = field(default_factory=list)  # extra Lightning callbacks per trial (tests record rows)
+
+
+def make_pruner(name: str, epochs: int | str = "auto"):
+    """`epochs`: the most steps a trial reports (Hyperband's max_resource; "auto": the first complete trial's)."""
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"Unknown pruner {name!r}. Valid pruners: median, hyperband, none.")
+
+
+def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
+    """Run the row's study up to its budget (resuming what the storage holds); returns the optuna Study."""
+    import optuna
+
+    from tracking import ensure_experiment, environment_tags, start_run
+    from tracking.store import open_store
+
+    client = open_store(settings.tracking_uri)
+    experiment_id = ensure_experiment(client, tuning_experiment(row.suite))
+    parents = client.search_runs([experiment_id], f"tags.`{STUDY_TAG}` = '{row.name}' and tags.`medtl.stage` = 'study'")
+    parent_id = parents[0].info.run_id if parents else start_run(
+        client, experiment_id, name=f"study {row.name}",
+        tags={STUDY_TAG: row.name, STAGE_TAG: "study", **environment_tags()})
+    client.update_run(parent_id, status="RUNNING")
+    try:
+        storage = open_storage(settings.storage)
+        study = optuna.create_study(study_name=row.name, storage=storage, direction="maximize", load_if_exists=True)
+    except Exception as exc:  # noqa: BLE001 - drivers raise their own types; the message says what to check
+        error = TuningFailed(
+            f"study {row.name}: cannot open the Optuna storage {shown_url(settings.storage)}: {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}. Fix: check --storage (sqlite:///file.db, "
+            "postgresql+psycopg2://user@host:port/db, or a journal file path), that its server is running and accepts this "
+            "user, and that its driver (psycopg2 for PostgreSQL) is installed.")
+        client.set_tag(parent_id, ERROR_TAG, str(error)[:4000])
+        client.set_terminated(parent_id, "FAILED")
+        raise error from None
+    study.set_user_attr("cell", row.spec.label)
+    for number in fail_dead_trials(study):
+        echo(f"{row.name}: trial {number} was left RUNNING by a process that is gone; marked FAIL.")
+    close_dead_trial_runs(client, experiment_id, study)
+    spec = row.spec
+    # What the suite's report says about the row (benchmark/report/document.py, "Tuning"), without opening the storage.
+    for key, value in {TUNE_BUDGET_TAG: settings.n_trials, STORAGE_TAG: shown_url(settings.storage), TASK_TAG: spec.task,
+                       BACKBONE_TAG: spec.backbone, SOURCE_TAG: spec.source, STRATEGY_TAG: spec.strategy,
+                       FRACTION_TAG: spec.fraction, FOLD_TAG: spec.fold, CELL_TAG: spec.label}.items():
+        client.set_tag(parent_id, key, str(value))
+    args = (row, settings, parent_id, experiment_id)
+    try:
+        if settings.workers <= 1:
+            work(0, *args)
+        else:
+            # spawn, not fork: torch and sqlite connections do not survive a fork of a process that used them.
+            context = multiprocessing.get_context("spawn")
+            procs = [context.Process(target=_worker_process, args=(i, *args)) for i in range(settings.workers)]
+            for proc in procs:
+                proc.start()
+            for proc in procs:
+                proc.join()
+            bad = [p.exitcode for p in procs if p.exitcode]
+            if EXIT_TRIALS_FAILED in bad:
+                raise failed_study(optuna.load_study(study_name=row.name, storage=storage), settings)
+            if bad:
+                raise RuntimeError(f"{row.name}: {len(bad)} tuning worker(s) exited with {bad}; rerun to complete the budget.")
+    except TuningFailed as exc:
+        client.set_tag(parent_id, ERROR_TAG, str(exc)[:4000])
+        _log_study(client, parent_id, optuna.load_study(study_name=row.name, storage=storage))
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    except BaseException:
+        client.set_terminated(parent_id, "KILLED")
+        raise
+    study = optuna.load_study(study_name=row.name, storage=storage)
+    _log_study(client, parent_id, study)
+    client.set_terminated(parent_id, "FINISHED")
+    states = {s.name: sum(t.state == s for t in study.trials) for s in optuna.trial.TrialState}
+    echo(f"{row.name}: " + ", ".join(f"{n} {k}" for k, n in states.items() if n) +
+         (f"; best {OBJECTIVE} {study.best_value:.3f} with {study.best_params}" if states["COMPLETE"] else ""))
+    return study
+
+
+def failed_study(study, settings: TuneSettings) -> TuningFailed:
+    """The error for a study whose last MAX_FAILURES trials of a worker failed, from what the storage holds."""
+    from optuna.trial import TrialState
+
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    last = max(failed, key=lambda t: t.number) if failed else None
+    error = last.user_attrs.get("error", "no error recorded") if last else "no error recorded"
+    return TuningFailed(
+        f"study {study.study_name} (storage {shown_url(settings.storage)}): {MAX_FAILURES} trials in a row failed, the last "
+        f"(trial {last.number if last else '?'}) with {error}. {counted(study)} of {settings.n_trials} trials are done. Fix: correct "
+        "what every trial rejects (the suite's hparams or data, or a search space of the strategy's hyperparameter table; each "
+        "trial's error is tag medtl.error of its MLflow run), then rerun the same command: failed trials do not use the budget.")
+
+
+def _worker_process(index: int, *args) -> None:
+    """A spawned worker: failed trials end it with EXIT_TRIALS_FAILED (the parent reports them), not a traceback."""
+    try:
+        work(index, *args)
+    except TuningFailed:
+        sys.exit(EXIT_TRIALS_FAILED)
+
+
+
+def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, experiment_id: str) -> None:
+    """One worker: take trials from the budget until it is spent or `timeout` passes."""
+    import optuna
+    from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses; ask/tell needs it by hand
+
+    from benchmark.cell.quiet import quiet_libraries
+
+    quiet_libraries()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=settings.seed + index)
+    study = optuna.load_study(study_name=row.name, storage=open_storage(settings.storage), sampler=sampler,
+                              pruner=make_pruner(settings.pruner, int(row.spec.hp.get("epochs", 0)) or "auto"))
+    space = settings.space if settings.space is not None else search_space(row.spec.strategy)
+    objective = Objective(row, settings, parent_id, experiment_id, space)
+    deadline = time.monotonic() + settings.timeout if settings.timeout else float("inf")
+    failures = 0
+    while time.monotonic() < deadline:
+        with budget_lock(settings.storage, row.name):
+            if counted(study) >= settings.n_trials:
+                return
+            trial = study.ask()
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            try:
+                value = objective(trial)
+            except optuna.TrialPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - a failed trial is recorded FAIL (and its run FAILED); the study goes on
+                error = f"{type(exc).__name__}: {exc}"
+                trial.set_user_attr("error", error[:2000])
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                failures += 1
+                print(f"{row.name}: trial {trial.number} FAILED: {error}", flush=True)
+                if failures >= MAX_FAILURES:  # FAIL trials do not use the budget: a broken objective would loop
+                    raise failed_study(study, settings) from None
+            else:
+                study.tell(trial, value)
+                failures = 0
+
+
+
+def _log_study(client, parent_id: str, study) -> None:
+    """Best trial as tags and Optuna's plots as artifacts of the study's parent run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as plots
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    client.set_tag(parent_id, TRIALS_TAG, str(len(study.trials)))
+    for state in optuna.trial.TrialState:
+        client.set_tag(parent_id, f"medtl.trials.{state.name}", str(sum(t.state == state for t in study.trials)))
+    if not complete:  # no best trial; Optuna would draw empty axes (and warn)
+        client.set_tag(parent_id, "medtl.plots", "not drawn: no complete trial")
+        return
+    client.set_tag(parent_id, BEST_TRIAL_TAG, str(study.best_trial.number))
+    client.set_tag(parent_id, BEST_VALUE_TAG, f"{study.best_value:.6g}")
+    for k, v in study.best_params.items():
+        client.set_tag(parent_id, f"best.{k}", str(v))
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for name, draw in (("optimization_history", plots.plot_optimization_history),
+                           ("param_importances", plots.plot_param_importances)):
+            try:
+                ax = draw(study)
+            except Exception as exc:  # noqa: BLE001 - importances need 2+ complete trials with varied params
+                client.set_tag(parent_id, f"medtl.plot.{name}", f"not drawn: {type(exc).__name__}: {exc}"[:500])
+                continue
+            figure = ax.figure if hasattr(ax, "figure") else ax[0].figure
+            path = Path(tmp) / f"{name}.png"
+            figure.savefig(path, dpi=100, bbox_inches="tight")
+            plt.close(figure)
+            client.log_artifact(parent_id, str(path), "optuna")
+
+
+def tune_suite(suite, settings: TuneSettings, echo=print) -> list:
+    """Tune every tunable row of the suite with the same budget; returns the studies."""
+    rows = study_rows(suite)
+    echo(f"Tuning {len(rows)} row(s) of suite {suite.name} with {settings.n_trials} trials each "
+         f"(storage {shown_url(settings.storage)}, {settings.workers} worker(s), pruner {settings.pruner}).")
+    return [tune_row(row, settings, echo) for row in rows]
+

@@ -1,0 +1,77 @@
+"""Every name medtl gives things in MLflow: experiments, tag keys and stage values, in one place.
+
+A tag key written as a literal somewhere else drifts (a report that filters on "medtl.stage" while the
+runner writes "medtl.Stage" finds nothing), so code reads these constants; tests do too.
+"""
+
+from __future__ import annotations
+
+PREFIX = "medtl"
+
+
+def suite_experiment(suite: str) -> str:
+    """The experiment that holds a suite's cells and its parent runs."""
+    return f"{PREFIX}-{suite}"
+
+
+def tuning_experiment(suite: str) -> str:
+    """The experiment that holds a suite's Optuna studies (one parent run per study, one nested run per trial)."""
+    return f"{PREFIX}-{suite}-tuning"
+
+
+def is_medtl_experiment(name: str) -> bool:
+    return name.startswith(f"{PREFIX}-")
+
+
+def study_name(suite: str, task: str, backbone: str, source: str, strategy: str, fold: int | None = None) -> str:
+    """The Optuna study of one compared row (and, with nested tuning, of one outer fold of it)."""
+    base = f"{suite}.{task}.{backbone}.{source}.{strategy}"
+    return base if fold is None else f"{base}.fold{fold}"
+
+
+# --- tag keys -----------------------------------------------------------------------------------------------
+HASH_TAG = "medtl.spec_hash"  # a cell's identity: what makes a suite resumable
+HASH_V1_TAG = "medtl.spec_hash_v1"  # the format-1 hash of a migrated cell (benchmark.run.migrate)
+FORMAT_TAG = "medtl.spec_format"  # the identity format a cell's hash was computed in
+ERROR_TAG = "medtl.error"  # why a run FAILED (or a study stopped)
+PARENT_TAG = "mlflow.parentRunId"  # the tag the MLflow UI nests runs by
+STAGE_TAG = "medtl.stage"  # one of the STAGE_* values below
+SUITE_TAG = "medtl.suite"
+SOURCE_TAG = "medtl.source"
+TASK_TAG = "medtl.task"
+BACKBONE_TAG = "medtl.backbone"
+STRATEGY_TAG = "medtl.strategy"
+FOLD_TAG = "medtl.fold"
+FRACTION_TAG = "medtl.fraction"
+CELL_TAG = "medtl.cell"  # the label of the cell a study's trials train
+MEMBERS_TAG = "medtl.members"  # an ensemble's member hashes
+STUDY_TAG = "medtl.study"
+TRIAL_NUMBER_TAG = "medtl.trial_number"
+TRIAL_STATE_TAG = "medtl.trial_state"  # COMPLETE, PRUNED, FAIL
+TUNE_BUDGET_TAG = "medtl.tune_budget"
+STORAGE_TAG = "medtl.storage"
+BEST_TRIAL_TAG = "medtl.best_trial"
+BEST_VALUE_TAG = "medtl.best_value"
+TRIALS_TAG = "medtl.trials"
+CLAIM_TAG = "medtl.claim"
+HEARTBEAT_TAG = "medtl.heartbeat"
+PID_TAG = "medtl.pid"
+HOST_TAG = "medtl.host"
+LAUNCHER_TAG = "medtl.launcher"
+RESUMED_TAG = "medtl.resumed_from_epoch"  # a cell continued from its last epoch checkpoint
+
+
+def effective_tag(setting: str) -> str:
+    """What a machine setting really ran as: medtl.precision_effective, medtl.memory_format_effective, ..."""
+    return f"{PREFIX}.{setting}_effective"
+
+
+# The machine settings a cell run and every trial run of its row record (effective_tag of each).
+MACHINE_SETTINGS = ("precision", "memory_format", "pipeline", "compile", "devices")
+
+# --- values of STAGE_TAG ------------------------------------------------------------------------------------
+STAGE_SUITE = "suite"  # a suite invocation's parent run
+STAGE_PRETRAIN = "pretrain"
+STAGE_FINETUNE = "finetune"
+STAGE_STUDY = "study"  # an Optuna study's parent run
+STAGE_TRIAL = "trial"  # one Optuna trial
