@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, default=0, help="TPE sampler seed (worker i uses seed + i)")
     tune.add_argument("--data-root", help="folder holding the datasets (default $MEDTL_DATA)")
     tune.add_argument("--tracking-uri")
-    tune.add_argument("--accelerator", default="cpu", help="Lightning accelerator: cpu, gpu, auto (default cpu)")
+    tune.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
     tune.set_defaults(func=cmd_tune)
 
     server = sub.add_parser("server", help="a team's MLflow tracking server: PostgreSQL backend, served artifacts, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +28,11 @@ from benchmark.cell.weights import MlflowWeights, provenance
 from pretrain import pretrain_backbone
 from tasks.data import Task, load_task
 from tasks.data.extension import extend_training
-from tasks.training import TrainResult, get_strategy, train_and_test
+from tasks.training import Machine, TrainPlan, TrainResult, get_strategy, train_and_test
 from tasks.training.evaluation import per_class_report, per_label_confusion, predictions_table
 from tasks.training.metrics import DEFAULT_THRESHOLD
 from tracking import CellLogger, CellRun, log_confusion_matrix, log_dataframe, log_json
+from tracking.naming import MACHINE_SETTINGS, effective_tag
 
 
 @dataclass
@@ -85,7 +87,42 @@ def _extended(task: Task, spec: RunSpec, data_root: Path | None) -> Task:
     return extend_training(task, extensions)
 
 
-def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
+def machine_for(spec: RunSpec, ctx: CellContext) -> Machine:
+    """Where `spec` runs: its precision and devices, the suite's machine settings and this invocation's flags.
+    Cells and tuning trials both call this, so a trial runs as the cells of its row do."""
+    tp = ctx.throughput
+    return Machine(
+        accelerator=ctx.accelerator,
+        devices=spec.devices,
+        precision=spec.precision,
+        num_workers=ctx.num_workers,
+        # Machine settings (float rounding and speed, not identity): suite keys throughput.memory_format,
+        # throughput.pipeline (per-image CPU augmentation, or a uint8 store augmented on the device) and
+        # throughput.compile (torch.compile of the training steps; tasks.training.speed.Compile).
+        memory_format=str(tp.get("memory_format", "auto")),
+        pipeline=str(tp.get("pipeline", "auto")),
+        compile=bool(tp.get("compile", False)),
+        progress_position=ctx.progress_position,
+    )
+
+
+def plan_for(spec: RunSpec, hp: Mapping | None = None) -> TrainPlan:
+    """What `spec` trains; `hp` replaces its hyperparameters (a trial's values)."""
+    return TrainPlan(fold=spec.fold, k=spec.folds, seed=spec.seed, hp=spec.hp if hp is None else dict(hp),
+                     size=spec.image_size, strategy=spec.strategy, fraction=spec.fraction)
+
+
+@dataclass(frozen=True)
+class CellHooks:
+    """What a caller adds to the one route. A tuning trial: its pruning callbacks, its values, and no test pass."""
+
+    callbacks: tuple = ()  # extra Lightning callbacks (a trial's pruner and score history)
+    hp: Mapping | None = None  # hyperparameters replacing the spec's (a trial's resolved values)
+    test: bool = True  # False: the fit is all the cell does (no test row is read, nothing is evaluated)
+    epoch_logger: bool = True  # False: the caller logs epochs itself (a trial's history, under the epoch number)
+
+
+def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun, hooks: CellHooks = CellHooks()) -> dict[str, float]:
     """Train and test `spec`, logging metrics and artifacts into `run`; returns the final metrics."""
     task = load_cell_task(spec, ctx.data_root, ctx.tasks)
     if get_strategy(spec.strategy).combines:
@@ -97,33 +134,25 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun) -> dict[str, float]:
     backbone = create_backbone(spec.backbone, spec.weights, resolve=resolver.resolve)
     log_json(ctx.client, run.run_id, spec.to_dict(), "spec.json")
     ctx.client.log_param(run.run_id, "provenance", provenance(spec.weights, ctx.finished))
-    options = dict(
-        logger=CellLogger(run.run_id, ctx.tracking_uri),
-        accelerator=ctx.accelerator,
-        devices=spec.devices,
-        precision=spec.precision,
-        num_workers=ctx.num_workers,
-        progress_position=ctx.progress_position,
-        # A machine setting (float rounding only, not identity): suite key throughput.memory_format.
-        memory_format=str(ctx.throughput.get("memory_format", "auto")),
-        # Also a machine setting: per-image CPU augmentation, or a uint8 store augmented on the device.
-        pipeline=str(ctx.throughput.get("pipeline", "auto")),
-        # And one more: torch.compile of the training steps (off by default; tasks.training.speed.Compile).
-        compile=bool(ctx.throughput.get("compile", False)),
-    )
-    train = dict(fold=spec.fold, k=spec.folds, seed=spec.seed, hp=spec.hp, size=spec.image_size, strategy=spec.strategy)
+    plan, machine = plan_for(spec, hooks.hp), machine_for(spec, ctx)
+    logger = CellLogger(run.run_id, ctx.tracking_uri) if hooks.epoch_logger else None
+    options = dict(logger=logger, callbacks=list(hooks.callbacks))
     if spec.stage == "pretrain":
         with tempfile.TemporaryDirectory() as tmp:
-            result, _ = pretrain_backbone(task, backbone, out_dir=Path(tmp), spec_hash=spec.hash,
-                                          start_weights=spec.weights, **train, **options)
+            result, _ = pretrain_backbone(task, backbone, plan, machine, out_dir=Path(tmp), spec_hash=spec.hash,
+                                          start_weights=spec.weights, **options)
             ctx.client.log_artifacts(run.run_id, tmp, "pretrain")
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            keep = Path(tmp) / "best.ckpt" if ctx.save_checkpoints else None
-            result = train_and_test(task, backbone, fraction=spec.fraction, keep_checkpoint=keep, **train, **options)
+            keep = Path(tmp) / "best.ckpt" if ctx.save_checkpoints and hooks.test else None
+            result = train_and_test(task, backbone, plan, machine, keep_checkpoint=keep, test=hooks.test, **options)
             if keep is not None and keep.is_file():
                 ctx.client.log_artifact(run.run_id, str(keep), "checkpoints")
+    # What training really ran in (bf16 on an emulating CPU runs as asked, with a warning: tasks.training.speed).
+    run.set_tags({effective_tag(k): str(v) for k, v in result.extra.items() if k in MACHINE_SETTINGS})
     metrics = dict(result.metrics)
+    if not hooks.test:
+        return metrics
     metrics.update(_log_evaluation(spec, task, result, ctx, run))
     run.log_metrics({k: v for k, v in metrics.items() if not k.startswith("test/") or k in ("test/fps", "test/fps_pipeline")})
     return metrics
@@ -151,8 +180,6 @@ def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellCon
         batches=int(tp.get("batches", 5)), precision=spec.precision, memory_format=str(tp.get("memory_format", "auto")),
     )
     run.set_tags(throughput.params())
-    # What training really ran in (bf16 on an emulating CPU runs as asked, with a warning: tasks.training.speed).
-    run.set_tags({f"medtl.{k}_effective": str(v) for k, v in result.extra.items() if k in ("precision", "memory_format", "pipeline", "compile")})
     return {
         "test/fps": throughput.fps,
         "test/fps_pipeline": len(fold.test) / max(result.test_seconds, 1e-9),

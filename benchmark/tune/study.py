@@ -10,7 +10,7 @@ One study per row (task, backbone, source, strategy), named `<suite>.<task>.<bac
 A trial trains the row's first cell (its fold, seed and fraction) with values drawn from the search
 spaces of the strategy's hyperparameter table (`HParam.space`, shared and per-strategy entries) and is
 scored by the best per-epoch `val/mcc` (the model-selection metric) on that fold's validation rows;
-the trial ends when its fit ends (StopBeforeTest), before the test pass, so the outer test fold never
+the trial is a cell without its test pass (benchmark/tune/trial.py), so the outer test fold never
 enters tuning. (The study tunes on one
 outer fold: its test rows are held out, but the other folds' test rows are among its training rows.)
 
@@ -66,6 +66,10 @@ class StudyRow:
 
     suite: str  # suite name, part of the study name (two suites' rows never share a study)
     spec: Any  # benchmark.plan.spec.RunSpec: the row's first fine-tuning cell (fold, seed, fraction, fixed hparams)
+    # The suite's machine settings (throughput.memory_format / pipeline / compile, ...) as sorted items, and its
+    # DataLoader workers: trials run on the machine the row's cells run on (benchmark.cell.route.machine_for).
+    throughput: tuple = ()
+    num_workers: int | str = "auto"
 
     @property
     def name(self) -> str:
@@ -77,7 +81,7 @@ def study_rows(suite) -> list[StudyRow]:
     rows: dict[str, StudyRow] = {}
     for spec in suite.finetune_cells:
         if get_strategy(spec.strategy).tunable:
-            row = StudyRow(suite.name, spec)
+            row = StudyRow(suite.name, spec, tuple(sorted(suite.throughput.items())), suite.num_workers)
             rows.setdefault(row.name, row)
     return list(rows.values())
 
@@ -97,7 +101,7 @@ class TuneSettings:
     seed: int = 0  # TPE seed (worker i uses seed + i, so workers do not suggest the same values)
     tracking_uri: str | None = None
     data_root: Path | None = None
-    accelerator: str = "cpu"
+    accelerator: str = "auto"  # as `medtl benchmark`: the cells and the trials of a row run on the same device
     space: dict | None = None  # name -> space; None: the strategy's table (tests sabotage it)
     callbacks: list = field(default_factory=list)  # extra Lightning callbacks per trial (tests record rows)
 

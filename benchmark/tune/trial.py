@@ -1,7 +1,7 @@
 """A trial: the row's cell trained with the trial's values, scored by its best per-epoch validation MCC.
 
-The trial ends when its fit ends (StopBeforeTest), before the test pass, so the outer test fold never
-enters tuning.
+A trial is a cell (`benchmark.cell.route.run_cell`) with two hooks: the pruner and score history as Lightning
+callbacks, and no test pass (`CellHooks.test=False`), so the outer test fold never enters tuning.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-from tracking.naming import CELL_TAG, ERROR_TAG, STAGE_TAG, STUDY_TAG, TRIAL_NUMBER_TAG, TRIAL_STATE_TAG, suite_experiment
+from tracking.naming import CELL_TAG, ERROR_TAG, STAGE_TAG, STAGE_TRIAL, STUDY_TAG, TRIAL_NUMBER_TAG, TRIAL_STATE_TAG, suite_experiment
 
 OBJECTIVE = "val/mcc"  # the model-selection metric (hparams `select: mcc`), maximised
 # Fault injection for tests/benchmark/test_tuning.py: "<trial number>:<file>" makes that trial write the file after
@@ -19,54 +19,49 @@ HOLD_ENV = "MEDTL_TEST_HOLD_TRIAL"
 
 
 class Objective:
-    """Train the row's cell with the trial's values; the best per-epoch validation MCC is the score."""
+    """Train the row's cell with the trial's values through the one cell route; the best per-epoch validation MCC
+    is the score. The trial's machine (precision, devices, memory format, pipeline, compile, workers) is the
+    row's cells' machine (`benchmark.cell.route.machine_for`), so the values it picks belong to that setting."""
 
     def __init__(self, row, settings, parent_id: str, experiment_id: str, space: dict) -> None:
         """`row`: a StudyRow; `settings`: TuneSettings (benchmark.tune.study); `space`: name -> Optuna space."""
+        from benchmark.cell.route import CellContext
+        from tracking import tracking_uri
         from tracking.store import open_store
 
         self.row, self.settings = row, settings
         self.parent_id, self.experiment_id = parent_id, experiment_id
         self.client = open_store(settings.tracking_uri)
         self.space = space
-        self.task = None
+        self.ctx = CellContext(self.client, tracking_uri(settings.tracking_uri), settings.data_root, Path(".medtl_cache"),
+                               {}, dict(row.throughput), settings.accelerator, row.num_workers)
 
     def __call__(self, trial) -> float:
         import optuna
-        import torch
         from optuna_integration import PyTorchLightningPruningCallback
 
-        from backbones import create_backbone
-        from benchmark.cell.route import load_cell_task
-        from benchmark.cell.weights import MlflowWeights
-        from tasks.training import get_strategy, train_and_test
-        from tracking import finished_runs_by_hash, start_run
+        from benchmark.cell.route import CellHooks, run_cell
+        from tasks.training import get_strategy
+        from tracking import CellRun, finished_runs_by_hash, start_run
         from tracking.runs import log_params
 
         spec = self.row.spec
         run_id = start_run(self.client, self.experiment_id, name=f"trial {trial.number}", parent_id=self.parent_id,
-                           tags={STUDY_TAG: self.row.name, STAGE_TAG: "trial", TRIAL_NUMBER_TAG: str(trial.number),
+                           tags={STUDY_TAG: self.row.name, STAGE_TAG: STAGE_TRIAL, TRIAL_NUMBER_TAG: str(trial.number),
                                  CELL_TAG: spec.label})
+        history = ValidationHistory(self.client, run_id, trial.number)
         try:
             values = {name: space(trial, name) for name, space in self.space.items()}
             hp = get_strategy(spec.strategy).resolve(spec.hp, values)
             log_params(self.client, run_id, {**{f"hparams.{k}": v for k, v in hp.items()}, "trial_number": trial.number})
-            if self.task is None:
-                self.task = load_cell_task(spec, self.settings.data_root)
-            finished = finished_runs_by_hash(self.client, self._cells_experiment()) if spec.weights.startswith("cell:") else {}
-            torch.manual_seed(spec.seed)
-            backbone = create_backbone(spec.backbone, spec.weights,
-                                       resolve=MlflowWeights(self.client, finished, Path(".medtl_cache")).resolve)
-            history = ValidationHistory(self.client, run_id, trial.number)
-            callbacks = [history, PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE), *self.settings.callbacks,
-                         StopBeforeTest()]
+            if spec.weights.startswith("cell:") and not self.ctx.finished:
+                self.ctx.finished.update(finished_runs_by_hash(self.client, self._cells_experiment()))
+            hooks = CellHooks(callbacks=(history, PyTorchLightningPruningCallback(trial, monitor=OBJECTIVE),
+                                         *self.settings.callbacks), hp=hp, test=False, epoch_logger=False)
             try:
-                train_and_test(self.task, backbone, fold=spec.fold, k=spec.folds, seed=spec.seed, hp=hp, size=spec.image_size,
-                               strategy=spec.strategy, fraction=spec.fraction, accelerator=self.settings.accelerator,
-                               callbacks=callbacks)
-                raise RuntimeError(f"{spec.label}: training returned without ending its fit; nothing to score.")
-            except Trained:
-                pass  # the fit ended and the test pass never started: no test-fold row reached this trial
+                # test=False: the fit ends before the test pass, so no outer test-fold row reaches this trial.
+                run_cell(spec, self.ctx, CellRun(self.client, self.experiment_id, name="", tags={}, params={}, run_id=run_id),
+                         hooks)
             finally:
                 trial.set_user_attr("epochs_trained", len(history.scores))
             if not history.scores:
@@ -102,18 +97,6 @@ def _validation_history_base():
     from lightning.pytorch.callbacks import Callback
 
     return Callback
-
-
-class Trained(Exception):
-    """A trial's fit has ended (raised by StopBeforeTest)."""
-
-
-class StopBeforeTest(_validation_history_base()):
-    """Ends a trial when its fit ends. `train_and_test` (the cells' own routine, which trials reuse unchanged) goes on to
-    test on the outer test fold; a trial must never see those rows, so it stops here, as the pruner stops a fit."""
-
-    def on_fit_end(self, trainer, pl_module) -> None:
-        raise Trained
 
 
 class ValidationHistory(_validation_history_base()):

@@ -11,6 +11,7 @@ pure evaluation functions on predictions. Imports `tasks.data` and `backbones`.
 from tasks.training.fit import TrainResult, train_and_test
 from tasks.training.hparams import SHARED, HParam
 from tasks.training.module import ClassifierModule
+from tasks.training.setup import Machine, TrainPlan
 from tasks.training.strategies import STRATEGIES, Strategy, UnknownStrategyError, all_hparams, get_strategy, list_strategies, register_strategy
 
 __all__ = [
@@ -18,7 +19,9 @@ __all__ = [
     "STRATEGIES",
     "ClassifierModule",
     "HParam",
+    "Machine",
     "Strategy",
+    "TrainPlan",
     "TrainResult",
     "UnknownStrategyError",
     "all_hparams",

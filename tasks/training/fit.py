@@ -11,7 +11,6 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +24,9 @@ from tasks.data.device_pipeline import loader_workers, resolve_pipeline
 from tasks.data.index import Task
 from tasks.training.distributed import per_device_batch, sync_batchnorm, throughput_callbacks, world_size
 from tasks.training.module import ClassifierModule
+from tasks.training.setup import Machine, TrainPlan
 from tasks.training.speed import Compile, MemoryFormat, warn_precision
-from tasks.training.strategies import Strategy, get_strategy
+from tasks.training.strategies import get_strategy
 
 
 @dataclass
@@ -63,59 +63,44 @@ def selection_callbacks(select: str, patience: int, folder: Path) -> list[Callba
     return callbacks
 
 
-def train_and_test(
-    task: Task,
-    backbone,
-    *,
-    fold: int,
-    k: int,
-    seed: int,
-    hp: Mapping,
-    size: int,
-    strategy: str | Strategy = "full",
-    fraction: float = 1.0,
-    num_workers: int | str = 0,
-    logger=None,
-    accelerator: str = "cpu",
-    devices: int | str = 1,
-    precision: str = "32-true",
-    progress_position: int = 0,
-    callbacks: list[Callback] | None = None,
-    keep_checkpoint: Path | None = None,
-    feature_cache: Path | None = None,
-    memory_format: str = "auto",
-    pipeline: str = "auto",
-    compile: bool = False,
-) -> TrainResult:
-    """Train `backbone` + a new head on `task`'s fold with hyperparameters `hp`, then test.
+def train_and_test(task: Task, backbone, plan: TrainPlan, machine: Machine = Machine(), *, logger=None,
+                   callbacks: list[Callback] | None = None, keep_checkpoint: Path | None = None,
+                   test: bool = True) -> TrainResult:
+    """Train `backbone` + a new head on `task`'s fold as `plan` says, on `machine`, then test.
 
-    `hp` holds the resolved hyperparameters of `strategy` (`Strategy.resolve`): the shared entries
-    of `tasks.training.hparams` it reads plus its own. `num_workers` is a machine setting (loader
-    processes), not a hyperparameter. The selected epoch's checkpoint is deleted after the test
-    unless `keep_checkpoint` names a file to copy it to.
+    `plan.hp` holds the resolved hyperparameters of `plan.strategy` (`Strategy.resolve`): the shared
+    entries of `tasks.training.hparams` it reads plus its own. `machine` holds the settings that change
+    speed, not results (tasks.training.setup). The selected epoch's checkpoint is deleted after the test
+    unless `keep_checkpoint` names a file to copy it to. With `test=False` (an Optuna trial) the fit ends
+    before the test pass: no test row reaches the caller, and the result's metrics hold no test/* entry.
 
-    With `devices` N > 1 the fit runs DDP over N processes, each loading batch_size / N rows (the
+    With `machine.devices` N > 1 the fit runs DDP over N processes, each loading batch_size / N rows (the
     global batch stays the same; `tasks.training.distributed`), and the test runs once, on one device.
     Training throughput (img/s over all ranks, FLOP/s, MFU where the peak is known) is logged to
     `logger` by Lightning's ThroughputMonitor.
 
     A strategy that does not train with Lightning (its `fit` is set) gets the same fold and returns
-    the same result; it reads features from `feature_cache` (a machine setting; default
+    the same result; it reads features from `machine.feature_cache` (default
     `tasks.training.features.default_cache_dir()`), extracts on one device in float32 (`devices`
     and `precision` do not apply to it) and writes no checkpoint. A strategy that cannot apply to
     this backbone or task raises StrategyNotApplicable here, before any work.
 
-    `memory_format` (a machine setting: auto | channels_last | contiguous; auto = channels_last for
+    `machine.memory_format` ( auto | channels_last | contiguous; auto = channels_last for
     convnets) is the layout of weights and batches (`tasks.training.speed`). bf16 asked on a CPU that
     emulates it runs as asked with a warning; `result.extra` records the precision and layout used.
 
-    `pipeline` (a machine setting: auto | cpu | device; `tasks.data.device_pipeline`) is how training
+    `machine.pipeline` ( auto | cpu | device; `tasks.data.device_pipeline`) is how training
     batches are made: per image with albumentations on the CPU, or from a uint8 tensor store augmented
     in whole batches on the training device (auto: device when the store fits, on CPUs too).
 
-    `compile` (a machine setting) runs the training steps through `torch.compile` (`tasks.training.speed.Compile`).
+    `machine.compile` runs the training steps through `torch.compile` (`tasks.training.speed.Compile`).
     """
-    strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    fold, k, seed, hp, size, fraction = plan.fold, plan.k, plan.seed, plan.hp, plan.size, plan.fraction
+    accelerator, devices = machine.accelerator, machine.devices
+    strategy = get_strategy(plan.strategy) if isinstance(plan.strategy, str) else plan.strategy
+    if not test and not strategy.trains:
+        raise ValueError(f"strategy {strategy.name!r} ({strategy.kind}) has no fit to stop before its test; only trained "
+                         "strategies run without a test pass (Optuna trials).")
     strategy.check(backbone, hp, image_size=size, kind=task.meta.kind)
     L.seed_everything(seed, workers=True, verbose=False)
     config = backbone.input_config
@@ -124,8 +109,8 @@ def train_and_test(
             f"Image size {size} is below what backbone {backbone.name!r} accepts ({config.min_size} px); "
             f"set image_size >= {config.min_size} in the suite or pick another backbone."
         )
-    pipeline = resolve_pipeline(pipeline, len(task.index), size)
-    num_workers = loader_workers(num_workers, accelerator, pipeline if strategy.trains else "cpu")
+    pipeline = resolve_pipeline(machine.pipeline, len(task.index), size)
+    num_workers = loader_workers(machine.num_workers, accelerator, pipeline if strategy.trains else "cpu")
     on_gpu = accelerator not in ("cpu",) and torch.cuda.is_available()
     # Several devices keep the global batch: each rank loads its share (tasks.training.distributed).
     world = world_size(devices) if strategy.trains else 1
@@ -150,7 +135,7 @@ def train_and_test(
     datamodule.setup()
     if not strategy.trains:
         return _fit_frozen(strategy, task, backbone, datamodule, hp, size=size, seed=seed, accelerator=accelerator,
-                           num_workers=num_workers, logger=logger, feature_cache=feature_cache)
+                           num_workers=num_workers, logger=logger, feature_cache=machine.feature_cache)
     module = ClassifierModule(
         backbone,
         task.meta,
@@ -170,15 +155,15 @@ def train_and_test(
                       "(the training set is too small to carve validation rows from).", stacklevel=2)
         select = "last"
     # Checkpoints of the selected epoch live in a temporary folder, gone after the test.
-    layout = MemoryFormat(memory_format)
-    precision = warn_precision(precision, accelerator)
+    layout = MemoryFormat(machine.memory_format)
+    precision = warn_precision(machine.precision, accelerator)
     with tempfile.TemporaryDirectory(prefix="medtl-ckpt-") as folder:
         result = _fit_and_test(module, datamodule, strategy, hp, selection_callbacks(select, patience, Path(folder)),
                                logger=logger, accelerator=accelerator, devices=devices, precision=precision,
-                               progress_position=progress_position,
-                               callbacks=[layout, Compile(compile), *(callbacks or [])])
+                               progress_position=machine.progress_position, test=test,
+                               callbacks=[layout, Compile(machine.compile), *(callbacks or [])])
         result.extra.update({"precision": precision, "memory_format": layout.resolved or "contiguous",
-                             "pipeline": pipeline, "compile": compile})
+                             "pipeline": pipeline, "compile": machine.compile, "devices": world_size(devices)})
         best = next(Path(folder).glob("*.ckpt"), None)
         if keep_checkpoint is not None and best is not None:
             shutil.copy(best, keep_checkpoint)
@@ -199,7 +184,7 @@ def _fit_frozen(strategy, task, backbone, datamodule, hp, *, size, seed, acceler
 
 
 def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accelerator, devices, precision,
-                  progress_position, callbacks) -> TrainResult:
+                  progress_position, callbacks, test: bool = True) -> TrainResult:
     common = dict(
         accelerator=accelerator,
         precision=precision,
@@ -238,6 +223,10 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
     epochs_trained = trainer.current_epoch
     checkpoint = next((c for c in selection if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None else ""
+    selected = int(Path(best).stem) if best else epochs_trained - 1
+    if not test:  # a trial: the fit is all it gets (no test row is read)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.startswith("test/")}
+        return TrainResult(module, datamodule, metrics, fit_seconds, 0.0, selected, epochs_trained)
     if distributed:
         # Test in this process on one device, so every prediction lands in `module.test_outputs`
         # (a DistributedSampler would give each rank a share of the test set).
@@ -248,5 +237,4 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
     results = trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=best or None, weights_only=True)
     test_seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    selected = int(Path(best).stem) if best else epochs_trained - 1
     return TrainResult(module, datamodule, metrics, fit_seconds, test_seconds, selected, epochs_trained)

@@ -9,11 +9,11 @@ from mlflow.tracking import MlflowClient
 
 from backbones import create_backbone
 from benchmark.cli import main
-from tasks.training import get_strategy
+from tasks.training import Machine, TrainPlan, get_strategy
 from tracking.naming import suite_experiment
 from benchmark.plan.suite import load_suite
 from tasks.data import load_task
-from tasks.training.fit import train_and_test
+from tasks.training import Machine, TrainPlan, train_and_test
 from tests.benchmark.suites import write_suite
 
 pytestmark = pytest.mark.slow
@@ -24,8 +24,7 @@ def test_two_device_fit_returns_trained_weights_and_tests_everything():
     torch.manual_seed(0)
     backbone = create_backbone("smallcnn")
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    result = train_and_test(task, backbone, fold=0, k=3, seed=0, hp=get_strategy("full").resolve({"epochs": 1, "batch_size": 16}), size=32,
-                            accelerator="cpu", devices=2)
+    result = train_and_test(task, backbone, TrainPlan(fold=0, k=3, seed=0, hp=get_strategy("full").resolve({"epochs": 1, "batch_size": 16}), size=32), Machine(accelerator="cpu", devices=2))
     after = result.module.backbone.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in after), "rank 0's trained weights did not come back"
     probs, _ = result.module.test_predictions()

@@ -18,8 +18,8 @@ from torch import nn
 
 from backbones import BACKBONES, Backbone, InputConfig, create_backbone, register_backbone
 from tasks.data import load_task
-from tasks.training import get_strategy
-from tasks.training.fit import train_and_test
+from tasks.training import Machine, TrainPlan, get_strategy
+from tasks.training import Machine, TrainPlan, train_and_test
 from tracking import CellLogger, ensure_experiment, start_run
 
 pytestmark = pytest.mark.slow
@@ -49,8 +49,7 @@ def plainnet():
 def _fit(task, devices: int, logger=None):
     torch.manual_seed(0)
     backbone = create_backbone("plainnet")
-    return train_and_test(task, backbone, fold=0, k=3, seed=0, hp=get_strategy("full").resolve(HP), size=32,
-                          accelerator="cpu", devices=devices, logger=logger)
+    return train_and_test(task, backbone, TrainPlan(fold=0, k=3, seed=0, hp=get_strategy("full").resolve(HP), size=32), Machine(accelerator="cpu", devices=devices), logger=logger)
 
 
 def test_two_devices_match_one_device_log_one_run_and_aggregated_throughput(mlflow_uri, plainnet):
@@ -91,5 +90,4 @@ def test_two_devices_match_one_device_log_one_run_and_aggregated_throughput(mlfl
 def test_a_global_batch_that_does_not_split_over_the_devices_is_refused(plainnet):
     task = load_task("gen-target", size=16)
     with pytest.raises(ValueError, match=r"batch_size 127 does not split evenly over 2 devices.*multiple of 2"):
-        train_and_test(task, create_backbone("plainnet"), fold=0, k=3, seed=0,
-                       hp=get_strategy("full").resolve({**HP, "batch_size": 127}), size=32, accelerator="cpu", devices=2)
+        train_and_test(task, create_backbone("plainnet"), TrainPlan(fold=0, k=3, seed=0, hp=get_strategy("full").resolve({**HP, "batch_size": 127}), size=32), Machine(accelerator="cpu", devices=2))

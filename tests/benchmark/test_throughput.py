@@ -21,7 +21,7 @@ from benchmark.cli import main
 from benchmark.speed.cost import flops_per_image
 from benchmark.run.runner import run_suite
 from tasks.data import load_task
-from tasks.training import get_strategy, train_and_test
+from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
 from tasks.training import speed
 from tasks.training.module import ClassifierModule
 from tests.benchmark.suites import write_suite
@@ -81,8 +81,7 @@ def test_training_runs_channels_last_and_records_the_precision(emulated_bf16):
     hp = get_strategy("full").resolve({"epochs": 1, "batch_size": 16})
     with pytest.MonkeyPatch.context() as mp, pytest.warns(RuntimeWarning, match="25x"):
         mp.setattr(ClassifierModule, "training_step", spy)
-        result = train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
-                                accelerator="cpu", precision="bf16-mixed", callbacks=[probe])
+        result = train_and_test(task, create_backbone("smallcnn", "scratch"), TrainPlan(fold=0, k=3, seed=0, hp=hp, size=32), Machine(accelerator="cpu", precision="bf16-mixed"), callbacks=[probe])
     assert result.extra["precision"] == "bf16-mixed" and result.extra["memory_format"] == "channels_last"
     assert probe.seen["weight"] and seen_input and all(seen_input)
 
@@ -90,8 +89,7 @@ def test_training_runs_channels_last_and_records_the_precision(emulated_bf16):
 def test_contiguous_pin_keeps_the_default_layout():
     task = load_task("gen-target", None, scale=0.5, size=32)
     hp = get_strategy("full").resolve({"epochs": 1, "batch_size": 16})
-    result = train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
-                            accelerator="cpu", memory_format="contiguous")
+    result = train_and_test(task, create_backbone("smallcnn", "scratch"), TrainPlan(fold=0, k=3, seed=0, hp=hp, size=32), Machine(accelerator="cpu", memory_format="contiguous"))
     assert result.extra["memory_format"] == "contiguous"
     conv = next(m for m in result.module.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous()

@@ -3,7 +3,7 @@
 import torch
 
 from backbones import WeightsError, create_backbone
-from tasks.training import get_strategy
+from tasks.training import Machine, TrainPlan, get_strategy
 from pretrain import export_backbone, pretrain_backbone, read_provenance
 from tasks.data import load_task
 
@@ -15,8 +15,8 @@ def test_pretrain_export_file_roundtrip(tmp_path):
     backbone = create_backbone("smallcnn", "scratch")
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     result, path = pretrain_backbone(
-        task, backbone, out_dir=tmp_path, hp=get_strategy("full").resolve({"epochs": 1, "batch_size": 16}), size=32, seed=0,
-        spec_hash="abc123", start_weights="scratch", accelerator="cpu",
+        task, backbone, TrainPlan(fold=0, k=5, seed=0, hp=get_strategy("full").resolve({"epochs": 1, "batch_size": 16}), size=32),
+        Machine(accelerator="cpu"), out_dir=tmp_path, spec_hash="abc123", start_weights="scratch",
     )
     trained = backbone.state_dict()
     assert any(not torch.equal(before[k], trained[k]) for k in trained), "pretraining changed nothing"

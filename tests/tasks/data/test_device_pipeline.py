@@ -8,7 +8,7 @@ from backbones import create_backbone
 from tasks.data import TaskDataModule, load_task
 from tasks.data.device_pipeline import BatchAugment, DeviceTransform, resolve_pipeline
 from tasks.data.transforms import eval_preset, train_preset
-from tasks.training import get_strategy, train_and_test
+from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -77,8 +77,7 @@ def test_a_cell_trains_through_the_device_pipeline():
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        runs.append(train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
-                                   accelerator="cpu", pipeline="device"))
+        runs.append(train_and_test(task, create_backbone("smallcnn", "scratch"), TrainPlan(fold=0, k=3, seed=0, hp=hp, size=32), Machine(accelerator="cpu", pipeline="device")))
     result = runs[0]
     assert result.extra["pipeline"] == "device" and np.isfinite(result.metrics["test/mcc"])
     assert len(result.module.test_predictions()[0]) == len(result.datamodule.fold.test)

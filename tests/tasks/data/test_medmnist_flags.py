@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from backbones import create_backbone
-from tasks.training import get_strategy
+from tasks.training import Machine, TrainPlan, get_strategy
 from tasks.data import load_task
 from tasks.data.adapters.medmnist import medmnist_info
-from tasks.training.fit import train_and_test
+from tasks.training import Machine, TrainPlan, train_and_test
 from tests.tasks.data._layouts import write_npz as _write_npz
 
 FLAGS_2D = sorted(f for f in medmnist_info() if not f.endswith("3d"))
@@ -35,8 +35,7 @@ def test_multilabel_chestmnist_trains_and_tests(tmp_path):
     entry = medmnist_info()["chestmnist"]
     _write_npz(tmp_path / "chestmnist.npz", entry, n=(48, 12, 16))
     task = load_task("medmnist", tmp_path / "chestmnist.npz")
-    result = train_and_test(task, create_backbone("smallcnn"), fold=-1, k=0, seed=0,
-                            hp=get_strategy("full").resolve({"epochs": 1, "batch_size": 16}), size=32, accelerator="cpu")
+    result = train_and_test(task, create_backbone("smallcnn"), TrainPlan(fold=-1, k=0, seed=0, hp=get_strategy("full").resolve({"epochs": 1, "batch_size": 16}), size=32), Machine(accelerator="cpu"))
     assert {"test/mcc", "test/f1", "test/auc"} <= set(result.metrics)
     probs, targets = result.module.test_predictions()
     assert probs.shape == targets.shape == (16, 14) and ((probs >= 0) & (probs <= 1)).all()

@@ -3,9 +3,9 @@
 import torch
 
 from backbones import create_backbone
-from tasks.training import get_strategy
+from tasks.training import Machine, TrainPlan, get_strategy
 from tasks.data import TaskDataModule, load_task
-from tasks.training.fit import train_and_test
+from tasks.training import Machine, TrainPlan, train_and_test
 
 
 def _first_batch(seed: int, num_workers: int = 0):
@@ -36,5 +36,5 @@ def test_training_twice_gives_identical_metrics():
     for _ in range(2):
         torch.manual_seed(3)  # as benchmark.cell.route.run_cell does before building the backbone
         backbone = create_backbone("smallcnn")
-        runs.append(train_and_test(task, backbone, fold=1, k=3, seed=3, hp=hp, size=32, accelerator="cpu").metrics)
+        runs.append(train_and_test(task, backbone, TrainPlan(fold=1, k=3, seed=3, hp=hp, size=32), Machine(accelerator="cpu")).metrics)
     assert runs[0] == runs[1]

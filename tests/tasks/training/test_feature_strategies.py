@@ -17,7 +17,7 @@ from backbones import BACKBONES, Backbone, InputConfig, create_backbone, registe
 from tasks.data import Task, TaskMeta, load_task, make_index
 from tasks.data.images import ArrayStore, FileStore
 from tasks.data.splits import make_fold
-from tasks.training import get_strategy, train_and_test
+from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
 from tasks.training import features as features_module
 from tasks.training.features import tap_features
 from tasks.training.strategies import StrategyNotApplicable
@@ -38,8 +38,7 @@ def _run(task, name, cache, *, seed=0, backbone=None, **overrides):
     torch.manual_seed(0)
     backbone = backbone if backbone is not None else create_backbone("smallcnn", "scratch")
     hp = get_strategy(name).resolve(overrides)
-    return train_and_test(task, backbone, fold=0, k=3, seed=seed, hp=hp, size=32, strategy=name, accelerator="cpu",
-                          feature_cache=cache)
+    return train_and_test(task, backbone, TrainPlan(fold=0, k=3, seed=seed, hp=hp, size=32, strategy=name), Machine(accelerator="cpu", feature_cache=cache))
 
 
 def _rows_sorted(x: np.ndarray) -> np.ndarray:
@@ -155,8 +154,7 @@ def test_cached_and_recomputed_features_give_the_same_test_metrics(task, tmp_pat
     # Another fold and seed reuse the same entry: one extraction serves the whole suite.
     torch.manual_seed(0)
     backbone = create_backbone("smallcnn", "scratch")
-    other = train_and_test(task, backbone, fold=1, k=3, seed=5, hp=get_strategy(name).resolve(overrides), size=32,
-                           strategy=name, accelerator="cpu", feature_cache=tmp_path / "a")
+    other = train_and_test(task, backbone, TrainPlan(fold=1, k=3, seed=5, hp=get_strategy(name).resolve(overrides), size=32, strategy=name), Machine(accelerator="cpu", feature_cache=tmp_path / "a"))
     assert other.extra["features/cache_hits"] == 1
     assert len(list((tmp_path / "a").glob("*.npy"))) == 1
 

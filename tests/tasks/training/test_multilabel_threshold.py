@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score
 
 from backbones import create_backbone
 from tasks.data import TaskMeta
-from tasks.training import get_strategy, train_and_test
+from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
 from tasks.training.metrics import THRESHOLDS, choose_threshold, classification_metrics
 from tests.tasks.training.multilabel_tasks import bands_task
 
@@ -53,8 +53,7 @@ def test_a_trained_multilabel_cell_tests_at_its_validation_threshold():
     task = bands_task(72)
     torch.manual_seed(0)
     hp = get_strategy("full").resolve({"epochs": 2, "batch_size": 16, "select": "last"})
-    result = train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
-                            accelerator="cpu")
+    result = train_and_test(task, create_backbone("smallcnn", "scratch"), TrainPlan(fold=0, k=3, seed=0, hp=hp, size=32), Machine(accelerator="cpu"))
     module, fold = result.module, result.datamodule.fold
     # Recompute the validation probabilities of the tested weights: the threshold is their argmax, no test row involved.
     module.eval()

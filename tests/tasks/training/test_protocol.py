@@ -17,15 +17,14 @@ from lightning.pytorch.loggers import CSVLogger
 from backbones import create_backbone
 from tasks.data import Task, TaskMeta, load_task, make_index
 from tasks.data.images import ArrayStore
-from tasks.training import get_strategy, train_and_test
+from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
 from tasks.training.schedules import step_milestones
 
 
 def _fit(task, *, backbone="smallcnn", size=32, callbacks=None, logger=None, fraction=1.0, **overrides):
     torch.manual_seed(0)
     hp = get_strategy("full").resolve({"batch_size": 16, **overrides})
-    return train_and_test(task, create_backbone(backbone), fold=0, k=3, seed=0, hp=hp, size=size, accelerator="cpu",
-                          callbacks=callbacks, logger=logger, fraction=fraction)
+    return train_and_test(task, create_backbone(backbone), TrainPlan(fold=0, k=3, seed=0, hp=hp, size=size, fraction=fraction), Machine(accelerator="cpu"), callbacks=callbacks, logger=logger)
 
 
 class ZeroHeadBeforeLastValidation(Callback):

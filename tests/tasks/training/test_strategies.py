@@ -11,7 +11,7 @@ import torch
 
 from backbones import create_backbone
 from tasks.data import load_task
-from tasks.training import get_strategy, list_strategies, train_and_test
+from tasks.training import Machine, TrainPlan, get_strategy, list_strategies, train_and_test
 from tasks.training.strategies import StrategyNotApplicable
 
 
@@ -25,7 +25,7 @@ def _fit(task, name: str, epochs: int = 2, **overrides):
     backbone = create_backbone("smallcnn", "scratch")
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     hp = get_strategy(name).resolve({"epochs": epochs, "batch_size": 16, **overrides})
-    result = train_and_test(task, backbone, fold=0, k=3, seed=0, hp=hp, size=32, strategy=name, accelerator="cpu")
+    result = train_and_test(task, backbone, TrainPlan(fold=0, k=3, seed=0, hp=hp, size=32, strategy=name), Machine(accelerator="cpu"))
     return result, before
 
 
