@@ -5,9 +5,10 @@
     >>> net.num_features, net.input_config.size
     (512, 224)
 
-Architectures live in `backbones/zoo/` (torchvision, timm, our small CNNs), one decorated
-constructor each; weight sources are parsed in `backbones/weights.py`, ImageNet caches handled in
-`backbones/imagenet.py`. This is the lowest layer: it imports no other project package.
+Architectures live in `backbones/zoo/` (torchvision, timm, Hugging Face Hub models, our small
+CNNs), one decorated constructor each; weight sources are parsed in `backbones/weights.py`, ImageNet
+caches handled in `backbones/imagenet.py`, hub models' caches in `backbones/hub.py`. This is the
+lowest layer: it imports no other project package.
 """
 
 from backbones.backbone import Backbone, InputConfig
@@ -23,6 +24,8 @@ from backbones.registry import (
     import_submodules,
     list_backbones,
     register_backbone,
+    valid_weights,
+    weights_provenance,
 )
 from backbones.weights import WeightSource, parse_weights
 
@@ -46,4 +49,6 @@ __all__ = [
     "list_backbones",
     "parse_weights",
     "register_backbone",
+    "valid_weights",
+    "weights_provenance",
 ]

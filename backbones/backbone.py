@@ -19,6 +19,10 @@ class InputConfig:
     std: tuple[float, float, float] = IMAGENET_STD  # idem
     channels: int = 3  # grayscale sources are replicated to 3 channels before they get here
     min_size: int = 32  # smallest input the downsampling stack survives (AlexNet 64, Inception 75)
+    # How the weights' own evaluation resized and cropped (timm's pretrained_cfg); recorded for the
+    # transforms and the report, the defaults being what our transforms do today.
+    interpolation: str = "bilinear"  # resize filter the weights were trained with (timm: bicubic for ViTs)
+    crop_pct: float = 1.0  # centre-crop fraction at evaluation (timm's 0.875 / 0.9 / 1.0)
 
 
 class Backbone(nn.Module):
@@ -47,6 +51,9 @@ class Backbone(nn.Module):
         # registering them twice would duplicate keys in the state dict.
         self._groups = list(groups)
         self._taps = dict(taps or {})
+        # Where the weights came from, in words a reader can trace ("scratch",
+        # "hub:timm/vit_small_patch14_dinov2.lvd142m@<commit>"); `create_backbone` sets it after loading.
+        self.provenance = "scratch"
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)

@@ -41,12 +41,13 @@ def _reachable(url: str) -> None:
         pass
 
 
-def _check_head_only(name: str, path: object, unexpected: list[str], missing: list[str], head_prefixes: tuple[str, ...]) -> None:
+def _check_head_only(name: str, path: object, unexpected: list[str], missing: list[str], head_prefixes: tuple[str, ...],
+                     what: str = "ImageNet weights") -> None:
     # Our bodies replace the library's classifier by Identity, so its keys are the only ones
     # allowed to be left over; anything else means the file is for another network.
     other = sorted(k for k in unexpected if not k.startswith(head_prefixes))
     if missing or other:
-        raise WeightsError(f"ImageNet weights {path} do not fit backbone {name!r}: missing {missing[:8]}, unexpected {other[:8]}.")
+        raise WeightsError(f"{what} {path} do not fit backbone {name!r}: missing {missing[:8]}, unexpected {other[:8]}.")
 
 
 class TorchvisionImageNet(ImageNetWeights):
@@ -60,6 +61,10 @@ class TorchvisionImageNet(ImageNetWeights):
     def cache_path(self) -> Path:
         filename = str(self._enum().url).rsplit("/", 1)[-1]
         return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+    def provenance(self) -> str:
+        member = self._enum()
+        return f"torchvision:{type(member).__name__}.{member.name}"
 
     def fetch_command(self) -> str:
         member = self._enum()
@@ -114,6 +119,12 @@ class TimmImageNet(ImageNetWeights):
 
     def fetch_command(self) -> str:
         return f"python -c \"import timm; timm.create_model('{self.model}', pretrained=True)\""
+
+    def provenance(self) -> str:
+        """`hub:<hf_hub_id>@<commit>`: what timm's tag really is (DINOv2, CLIP... are not ImageNet)."""
+        found = self.cached_file()
+        # huggingface_hub's layout: snapshots/<commit>/<file>; without a cached copy there is no commit yet.
+        return f"hub:{self._repo()}" + (f"@{found.parent.name}" if found is not None else "")
 
     def cached_file(self) -> Path | None:
         from huggingface_hub import try_to_load_from_cache

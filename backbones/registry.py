@@ -89,6 +89,28 @@ class ImageNetWeights:
     def load_into(self, backbone: Backbone) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def provenance(self) -> str:
+        """What the weights are, exactly: the library's id and, where the cache has one, its revision."""
+        return "imagenet"
+
+
+class HubWeights:
+    """A hub model's own published weights (`weights: hub`), read from the Hugging Face cache.
+
+    The architecture itself comes from the same repository (its config), so `check` runs for every
+    weight source of a hub backbone: offline with no cached copy it raises before anything trains.
+    Implementation: `backbones.hub.TimmHubWeights`.
+    """
+
+    def check(self, source: WeightSource) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def load_into(self, backbone: Backbone) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def provenance(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class BackboneEntry:
@@ -98,6 +120,8 @@ class BackboneEntry:
     imagenet: ImageNetWeights | None = None  # its library's ImageNet weights; None: it has none
     family: str = ""  # library it comes from, for `medtl list`
     no_imagenet: str = ""  # why it has no ImageNet weights and what to use instead, for the error
+    hub: HubWeights | None = None  # a hub model's own weights (`weights: hub`); None for every library architecture
+    no_hub: str = ""  # what to write instead of `weights: hub` for this backbone, for the error
 
 
 BACKBONES: Registry[BackboneEntry] = Registry("backbone", UnknownBackboneError)
@@ -145,13 +169,47 @@ def has_imagenet_weights(name: str) -> bool:
     return backbone_entry(name).imagenet is not None
 
 
+def valid_weights(name: str) -> str:
+    """The weight sources backbone `name` takes, for error messages."""
+    entry = backbone_entry(name)
+    kinds = ["scratch", *(["imagenet"] if entry.imagenet else []), *(["hub"] if entry.hub else [])]
+    return ", ".join([*kinds, "file:<path>", "run:<mlflow run id>", "cell:<pretraining cell hash>"])
+
+
 def check_weights(name: str, weights: str | WeightSource) -> None:
-    """Refuse a backbone/weights pair that cannot load, before anything trains (suite validation)."""
+    """Refuse a backbone/weights pair that cannot load, before anything trains (suite validation).
+
+    For `hub:` backbones this is also the cache check: offline with no cached copy of the model it
+    raises the error naming the cache folder and the command that fills it (it downloads nothing).
+    """
     entry = backbone_entry(name)
     source = parse_weights(weights) if isinstance(weights, str) else weights
     if source.kind == "imagenet" and entry.imagenet is None:
         raise WeightsError(f"Backbone {name!r} has no ImageNet weights in its library"
                            f"{': ' + entry.no_imagenet if entry.no_imagenet else ''}; use weights 'scratch' or 'file:<path>'.")
+    if source.kind == "hub" and entry.hub is None:
+        raise WeightsError(f"Weights 'hub' are a hub model's own published weights, for `hub:<id>` backbones only; "
+                           f"{name!r} is not one{': ' + entry.no_hub if entry.no_hub else ''}. "
+                           f"Valid weights for {name!r}: {valid_weights(name)}.")
+    if entry.hub is not None:
+        entry.hub.check(source)
+
+
+def weights_provenance(name: str, weights: str | WeightSource) -> str:
+    """Where `weights` for backbone `name` really come from, read from the caches (no network, nothing built).
+
+    `scratch`; `hub:<repo id>@<commit>` for hub weights and for timm's pretrained tags (which are
+    DINOv2, CLIP... as often as ImageNet); `torchvision:<Weights enum member>`; `file:`, `run:` and
+    `cell:` as written (the benchmark follows `cell:` chains). The commit is the cached snapshot's;
+    before the first download it is left out.
+    """
+    entry = backbone_entry(name)
+    source = parse_weights(weights) if isinstance(weights, str) else weights
+    if source.kind == "imagenet" and entry.imagenet is not None:
+        return entry.imagenet.provenance()
+    if source.kind == "hub" and entry.hub is not None:
+        return entry.hub.provenance()
+    return str(source)
 
 
 Resolver = Callable[[WeightSource], WeightSource]
@@ -165,6 +223,7 @@ def create_backbone(name: str, weights: str | WeightSource = "scratch", *, resol
     """
     entry = backbone_entry(name)
     source = parse_weights(weights) if isinstance(weights, str) else weights
+    asked = source  # `run:` / `cell:` stay the provenance, not the local file they resolve to
     if source.needs_resolver:
         if resolve is None:
             raise WeightsError(f"Weights {source} live in MLflow; run them through a suite (`medtl benchmark`), "
@@ -174,6 +233,9 @@ def create_backbone(name: str, weights: str | WeightSource = "scratch", *, resol
     backbone = entry.build()
     if source.kind == "imagenet":
         entry.imagenet.load_into(backbone)
+    elif source.kind == "hub":
+        entry.hub.load_into(backbone)
     elif source.kind == "file":
         load_backbone_file(backbone, source.path)
+    backbone.provenance = weights_provenance(name, asked)
     return backbone

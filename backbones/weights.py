@@ -1,8 +1,10 @@
-"""Weight sources, parsed in one place: `scratch | imagenet | file:<path> | run:<id> | cell:<hash>`.
+"""Weight sources, parsed in one place: `scratch | imagenet | hub | file:<path> | run:<id> | cell:<hash>`.
 
   scratch        random initialisation (seeded by the cell)
   imagenet       the architecture's library weights, through that library's own cache
                  (torch hub for torchvision, the Hugging Face cache for timm; `backbones.imagenet`)
+  hub            a `hub:<repo id>` backbone's own published weights (DINOv2, CLIP...), through
+                 huggingface_hub's cache (`backbones.hub`); only for `hub:` backbones
   file:<path>    a backbone checkpoint written by `pretrain.export_backbone` (or a bare state dict)
   run:<id>       the checkpoint of a FINISHED MLflow pretraining run
   cell:<hash>    the checkpoint of the FINISHED pretraining cell with that spec hash (suites)
@@ -21,8 +23,8 @@ from torch import nn
 
 from backbones.errors import WeightsError
 
-KINDS = ("scratch", "imagenet", "file", "run", "cell")
-VALID = "scratch, imagenet, file:<path>, run:<mlflow run id>, cell:<pretraining cell hash>"
+KINDS = ("scratch", "imagenet", "file", "run", "cell", "hub")
+VALID = "scratch, imagenet, file:<path>, run:<mlflow run id>, cell:<pretraining cell hash>, hub (hub:<id> backbones)"
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class WeightSource:
     """A parsed weights string."""
 
     kind: str  # one of KINDS
-    ref: str = ""  # the path, run id or cell hash; "" for scratch and imagenet
+    ref: str = ""  # the path, run id or cell hash; "" for scratch, imagenet and hub
 
     @property
     def needs_resolver(self) -> bool:
@@ -49,7 +51,7 @@ def parse_weights(text: str) -> WeightSource:
     if not isinstance(text, str):
         raise WeightsError(f"Weights must be a string ({VALID}), got {text!r}.")
     kind, sep, ref = text.partition(":")
-    if kind in ("scratch", "imagenet") and not sep:
+    if kind in ("scratch", "imagenet", "hub") and not sep:
         return WeightSource(kind)
     if kind in ("file", "run", "cell") and sep and ref.strip():
         return WeightSource(kind, ref.strip())

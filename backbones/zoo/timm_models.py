@@ -44,6 +44,18 @@ def _groups(model: nn.Module) -> list[nn.Module]:
     return groups
 
 
+def timm_input_config(cfg: dict, min_size: int) -> InputConfig:
+    """Our `InputConfig` from a timm `pretrained_cfg`: the size, normalisation, resize filter and crop its weights assume."""
+    return InputConfig(
+        size=int(cfg["input_size"][-1]),
+        mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),
+        min_size=min_size,
+        interpolation=str(cfg.get("interpolation") or "bilinear"),
+        crop_pct=float(cfg.get("crop_pct") or 1.0),
+    )
+
+
 def timm_backbone(model_name: str, name: str | None = None, *, min_size: int | None = None) -> Backbone:
     """A timm model without its classifier, wrapped as a `Backbone`."""
     import timm
@@ -51,12 +63,7 @@ def timm_backbone(model_name: str, name: str | None = None, *, min_size: int | N
     net = timm.create_model(model_name, pretrained=False, num_classes=0)
     cfg = net.pretrained_cfg
     min_input = cfg.get("min_input_size")
-    config = InputConfig(
-        size=int(cfg["input_size"][-1]),
-        mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),
-        min_size=min_size or (int(min_input[-1]) if min_input else 32),
-    )
+    config = timm_input_config(cfg, min_size or (int(min_input[-1]) if min_input else 32))
     modules = dict(net.named_modules())
     taps = {info["module"]: modules[info["module"]] for info in net.feature_info}
     return Backbone(name or f"timm:{model_name}", net, net.num_features, config, _groups(net), taps)
@@ -69,8 +76,13 @@ def _timm_entry(model: str) -> BackboneEntry:
         close = timm.list_models(f"*{model.split('.')[0][:6]}*")[:10]
         raise UnknownBackboneError(f"Unknown timm model {model!r} (in 'timm:{model}'). Similar timm models: "
                                    f"{', '.join(close) or 'none'}; `python -c \"import timm; print(timm.list_models())\"` lists all.")
-    has_weights = bool(timm.models.get_pretrained_cfg(model) and timm.models.get_pretrained_cfg(model).hf_hub_id)
-    return BackboneEntry(lambda: timm_backbone(model), TimmImageNet(model) if has_weights else None, "timm")
+    cfg = timm.models.get_pretrained_cfg(model)
+    hub_id = cfg.hf_hub_id if cfg else None
+    # timm's pretrained tag may be DINOv2, CLIP... rather than ImageNet; `weights: imagenet` loads it
+    # all the same, and its provenance names the hub id (`TimmImageNet.provenance`).
+    no_hub = (f"timm's own weights for it are `weights: imagenet`, or name the hub model: `hub:{hub_id}` with `weights: hub`"
+              if hub_id else "")
+    return BackboneEntry(lambda: timm_backbone(model), TimmImageNet(model) if hub_id else None, "timm", no_hub=no_hub)
 
 
 register_backbone_family("timm", _timm_entry)
