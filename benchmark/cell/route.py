@@ -133,7 +133,7 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun, hooks: CellHooks = C
     torch.manual_seed(spec.seed)
     backbone = create_backbone(spec.backbone, spec.weights, resolve=resolver.resolve)
     log_json(ctx.client, run.run_id, spec.to_dict(), "spec.json")
-    ctx.client.log_param(run.run_id, "provenance", provenance(spec.weights, ctx.finished))
+    ctx.client.log_param(run.run_id, "provenance", provenance(spec.backbone, spec.weights, ctx.finished))
     plan, machine = plan_for(spec, hooks.hp), machine_for(spec, ctx)
     logger = CellLogger(run.run_id, ctx.tracking_uri) if hooks.epoch_logger else None
     options = dict(logger=logger, callbacks=list(hooks.callbacks))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from backbones import WeightSource, WeightsError
+from backbones import WeightSource, WeightsError, weights_provenance
 from pretrain import BACKBONE_FILE
 
 ARTIFACT = f"pretrain/{BACKBONE_FILE}"
@@ -60,11 +60,14 @@ class MlflowWeights:
         return WeightSource("file", str(path.resolve()))
 
 
-def provenance(weights: str, finished: dict) -> str:
-    """The chain of pretraining a cell's weights went through, oldest first: `imagenet > in1k-med:lapgyn4`.
+def provenance(backbone: str, weights: str, finished: dict) -> str:
+    """The chain of pretraining a cell's weights went through, oldest first:
+    `torchvision:ResNet18_Weights.IMAGENET1K_V1 > in1k-med:lapgyn4`.
 
     Each `cell:` link is a FINISHED pretraining run whose own params name where it started, so
-    double transfer (ImageNet -> medical source -> target) reads as three links.
+    double transfer (ImageNet -> medical source -> target) reads as three links. The first link names
+    the published weights exactly (`backbones.weights_provenance`: a hub id and commit, a torchvision
+    weights enum), not just "imagenet": DINOv2 or CLIP weights of a timm model are not ImageNet's.
     """
     links: list[str] = []
     seen: set[str] = set()
@@ -75,4 +78,5 @@ def provenance(weights: str, finished: dict) -> str:
             break
         links.append(f"{run.data.params.get('source', '?')}:{run.data.params.get('task', '?')}")
         weights = run.data.params.get("weights", "?")
-    return " > ".join([weights, *reversed(links)])
+    base = weights if weights == "?" or weights.startswith("cell:") else weights_provenance(backbone, weights)
+    return " > ".join([base, *reversed(links)])

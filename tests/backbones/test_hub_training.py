@@ -10,7 +10,7 @@ import torch
 
 from backbones import create_backbone
 from tasks.data import load_task
-from tasks.training import get_strategy, train_and_test
+from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
 from tests.backbones.hub_cache import hub_cache, publish  # noqa: F401 - fixture
 
 COMMIT = "3" * 40
@@ -26,8 +26,7 @@ def _fit(task, strategy: str, tmp_path, **overrides):
     backbone = create_backbone("hub:org/tiny-vit", "hub")
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     hp = get_strategy(strategy).resolve({"batch_size": 16, **overrides})
-    result = train_and_test(task, backbone, fold=0, k=3, seed=0, hp=hp, size=32, strategy=strategy, accelerator="cpu",
-                            feature_cache=tmp_path / "features")
+    result = train_and_test(task, backbone, TrainPlan(fold=0, k=3, seed=0, hp=hp, size=32, strategy=strategy), Machine(accelerator="cpu", feature_cache=tmp_path / "features"))
     return result, before
 
 
@@ -62,7 +61,7 @@ def test_svm_reads_the_cls_features(hub_cache, task, tmp_path):
 
 
 def test_suite_with_an_uncached_hub_model_fails_before_any_run(hub_cache, tmp_path, mlflow_uri):
-    from benchmark.suite import SuiteError, load_suite
+    from benchmark.plan.suite import SuiteError, load_suite
     from tests.benchmark.suites import write_suite
 
     path = write_suite(tmp_path, name="hub", backbones=["hub:org/absent"], sources={"dinov2": {"weights": "hub"}})
@@ -78,8 +77,9 @@ def test_suite_with_an_uncached_hub_model_fails_before_any_run(hub_cache, tmp_pa
 def test_hub_backbone_cells_run_in_a_suite(hub_cache, tmp_path, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
-    from benchmark.runner import experiment_name, run_suite
-    from benchmark.suite import load_suite
+    from benchmark.plan.suite import load_suite
+    from benchmark.run.runner import run_suite
+    from tracking.naming import suite_experiment
     from tests.benchmark.suites import write_suite
 
     publish(hub_cache, "org/tiny-vit", COMMIT)
@@ -89,9 +89,11 @@ def test_hub_backbone_cells_run_in_a_suite(hub_cache, tmp_path, mlflow_uri):
     outcome = run_suite(path, echo=lambda *_: None)
     assert outcome.exit_code == 0
     client = MlflowClient(mlflow_uri)
-    experiment = client.get_experiment_by_name(experiment_name(load_suite(path)))
+    experiment = client.get_experiment_by_name(suite_experiment(load_suite(path).name))
     runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED' and tags.`medtl.stage` = 'finetune'")
     assert len(runs) == 2 * 2 * 2  # sources x strategies x folds
     assert {r.data.params["backbone"] for r in runs} == {"hub:org/tiny-vit"}
     assert {r.data.params["weights"] for r in runs} == {"scratch", "hub"}
     assert all("test/mcc" in r.data.metrics for r in runs)
+    # The cell's provenance names the exact hub id and commit it started from.
+    assert {r.data.params["provenance"] for r in runs} == {"scratch", f"hub:org/tiny-vit@{COMMIT}"}
