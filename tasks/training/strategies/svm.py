@@ -223,6 +223,13 @@ class FrozenFeatureClassifier(nn.Module):
         self.test_confmat = confusion_matrix_metric(meta)
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.threshold = DEFAULT_THRESHOLD  # multi-label decision threshold (chosen on validation rows)
+        self.val_outputs: tuple[np.ndarray, np.ndarray] | None = None  # set by score_frozen (calibration reads them)
+
+    def validation_predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, targets) of the validation rows as scored; empty where the fold has none."""
+        if self.val_outputs is None:
+            return np.zeros((0, self.meta.num_classes)), np.zeros((0, self.meta.num_classes) if self.multilabel else 0)
+        return self.val_outputs
 
     def set_threshold(self, threshold: float) -> None:
         self.threshold = float(threshold)
@@ -320,6 +327,7 @@ def score_frozen(model: FrozenFeatureClassifier, task: Task, fold, cell: CellFea
     multilabel = task.meta.kind == "multilabel"
     val = np.asarray(fold.val)
     val_probs = model.head_probabilities(cell.encode(val)) if len(val) else None
+    model.val_outputs = None if val_probs is None else (val_probs, targets_of(task, val))
     if multilabel and val_probs is not None:  # the decision threshold: chosen on validation rows, as trained cells do
         model.set_threshold(choose_threshold(val_probs, targets_of(task, val)))
     start = time.perf_counter()
