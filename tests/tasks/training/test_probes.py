@@ -197,3 +197,33 @@ def test_fewshot_warns_when_a_class_has_fewer_training_rows_than_shots(task, tmp
     with pytest.warns(UserWarning, match="fewer than shots=50"):
         result = _run(task, "fewshot", tmp_path, shots=50, episodes=2)
     assert result.metrics["fewshot/short_classes"] == task.meta.num_classes
+
+
+# --- a suite --------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_suite_of_knn_and_fewshot_logs_test_metrics_and_episode_spread(tmp_path, mlflow_uri):
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.runner import run_suite
+    from tests.benchmark.suites import write_suite
+
+    path = write_suite(tmp_path, name="probes", strategies=["svm", "knn", "fewshot"], sources={"none": {"weights": "scratch"}},
+                       hparams={"knn_k": 5, "shots": 2, "episodes": 4})
+    outcome = run_suite(path, echo=lambda *_: None)
+    assert outcome.exit_code == 0 and len(outcome.ran) == 6, outcome.failed
+    client = MlflowClient(mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("medtl-probes").experiment_id], "tags.`medtl.stage` = 'finetune'")
+    assert {r.data.params["strategy"] for r in runs} == {"svm", "knn", "fewshot"}
+    for run in runs:
+        metrics, strategy = run.data.metrics, run.data.params["strategy"]
+        assert run.info.status == "FINISHED" and -1 <= metrics["test/mcc"] <= 1 and metrics["test/fps"] > 0
+        assert {"test/confusion_matrix.csv", "test/predictions.csv"} <= {a.path for a in client.list_artifacts(run.info.run_id, "test")}
+        if strategy == "knn":
+            assert metrics["knn/k"] == 5 and run.data.params["hparams.knn_k"] == "5"
+        if strategy == "fewshot":
+            assert metrics["test/mcc_episode_ci_low"] <= metrics["test/mcc"] <= metrics["test/mcc_episode_ci_high"]
+            assert "test/auc_episode_std" in metrics and run.data.params["hparams.shots"] == "2"
+    # One pooled-feature entry (keyed by content, not fold) serves both folds of all three strategies.
+    assert len(list((tmp_path / ".medtl_cache" / "features").glob("*.npy"))) == 1
+    assert set(outcome.leaderboard["strategy"]) == {"svm", "knn", "fewshot"}
