@@ -51,7 +51,7 @@ from torch.nn import functional as F
 from backbones import Backbone
 from backbones.registry import input_config
 from tasks.data.index import Task, TaskMeta
-from tasks.training.features import FINAL, content_digests, forward_tap, meta_backbone, pool_output, spatial_taps, tap_features, tap_shapes
+from tasks.training.features import FINAL, Features, content_digests, forward_tap, meta_backbone, pool_output, spatial_taps, tap_features, tap_shapes
 from tasks.training.hparams import HParam
 from tasks.training.metrics import DEFAULT_THRESHOLD, choose_threshold, classification_metrics, confusion_matrix_metric
 from tasks.training.strategies import StrategyNotApplicable, list_strategies, FeatureStrategy, add_strategy
@@ -222,13 +222,24 @@ class FrozenFeatureClassifier(nn.Module):
         self.test_confmat = confusion_matrix_metric(meta)
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.threshold = DEFAULT_THRESHOLD  # multi-label decision threshold (chosen on validation rows)
+        self.val_outputs: tuple[np.ndarray, np.ndarray] | None = None  # set by score_frozen (calibration reads them)
+
+    def validation_predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, targets) of the validation rows as scored; empty where the fold has none."""
+        if self.val_outputs is None:
+            return np.zeros((0, self.meta.num_classes)), np.zeros((0, self.meta.num_classes) if self.multilabel else 0)
+        return self.val_outputs
 
     def set_threshold(self, threshold: float) -> None:
         self.threshold = float(threshold)
         self.test_metrics = classification_metrics(self.meta, self.threshold).clone(prefix="test/")
 
     def probabilities_of(self, per_scale: list[np.ndarray]) -> np.ndarray:
-        return svm_probabilities(self.svm, self.encoder.transform(per_scale), self.meta, self.train_targets)
+        return self.head_probabilities(self.encoder.transform(per_scale))
+
+    def head_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """(N, C) scores of encoded features `x`; probes (`ProbeClassifier`) replace the SVM here."""
+        return svm_probabilities(self.svm, x, self.meta, self.train_targets)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -277,47 +288,79 @@ def targets_of(task: Task, rows: np.ndarray) -> np.ndarray:
     return hot
 
 
-def fit_frozen(task: Task, backbone: Backbone, fold, hp: Mapping[str, Any], *, strategy: str, spatial: bool,
-               make_encoder: Callable[[Mapping[str, Any]], Any], size: int, seed: int, accelerator: str = "cpu",
-               num_workers: int = 0, cache_dir: Path | None = None) -> FrozenFit:
-    """Features (cached) -> encoder fit on training rows -> SVM with C by CV on training rows -> test."""
-    start = time.perf_counter()
+@dataclass
+class CellFeatures:
+    """A cell's frozen features: every row of the task at each scale, and the encoder that combines them."""
+
+    tap: str  # the resolved tap (never 'auto')
+    scales: list[int]  # input sides in px, in `scales` order
+    encoder: Any  # PooledEncoder or VladEncoder; fit it on training rows before `encode`
+    features: list[Features]  # one cache entry per scale, rows in task index order
+
+    def encode(self, rows: np.ndarray) -> np.ndarray:
+        return self.encoder.transform([f.array[rows] for f in self.features])
+
+    def extra(self, dim: int) -> dict[str, float]:
+        """The feature numbers a cell logs beside its metrics."""
+        return {"features/dim": float(dim), "features/scales": float(len(self.scales)),
+                "features/cache_hits": float(sum(f.cached for f in self.features)),
+                "features/extract_seconds_per_image": float(sum(f.seconds_per_image for f in self.features))}
+
+
+def cell_features(task: Task, backbone: Backbone, hp: Mapping[str, Any], *, strategy: str, spatial: bool,
+                  make_encoder: Callable[[Mapping[str, Any]], Any], size: int, accelerator: str = "cpu",
+                  num_workers: int = 0, cache_dir: Path | None = None) -> CellFeatures:
+    """The tap and scales of `hp` resolved on `backbone`, and every row's features from the cache (extracted on a miss)."""
     scales = parse_scales(hp["scales"], size)
     tap = resolve_tap(strategy, backbone.name, str(hp["tap"]), tap_shapes(backbone, min(scales)), spatial=spatial)
     encoder = make_encoder(hp)
     digests = content_digests(task, backbone)
     features = [tap_features(task, backbone, tap=tap, scale=s, pool=encoder.pool, cache_dir=cache_dir,
                              accelerator=accelerator, num_workers=num_workers, digests=digests) for s in scales]
-    arrays = [f.array for f in features]
+    return CellFeatures(tap, scales, encoder, features)
+
+
+def score_frozen(model: FrozenFeatureClassifier, task: Task, fold, cell: CellFeatures, *, fit_seconds: float,
+                 extra: dict[str, float]) -> FrozenFit:
+    """Test `model` on the fold's test rows (and report its validation rows) as a trained cell would be."""
     multilabel = task.meta.kind == "multilabel"
-    train = np.asarray(fold.train)
-    y_train = targets_of(task, train)
-    encoder.fit([a[train] for a in arrays], seed)  # k-means / PCA (VLAD) see training rows only
-    x_train = encoder.transform([a[train] for a in arrays])
-    svm, c = fit_linear_svm(x_train, y_train if multilabel else y_train.astype(np.int64), multilabel=multilabel,
-                            cs=parse_cs(hp["svm_cs"]), folds=int(hp["svm_cv"]), class_weighted=bool(hp["class_weighted"]),
-                            seed=seed)
-    fit_seconds = time.perf_counter() - start
-    model = FrozenFeatureClassifier(backbone, task.meta, tap=tap, scales=scales, encoder=encoder, svm=svm,
-                                    train_targets=y_train)
     val = np.asarray(fold.val)
-    val_probs = model.probabilities_of([a[val] for a in arrays]) if len(val) else None
+    val_probs = model.head_probabilities(cell.encode(val)) if len(val) else None
+    model.val_outputs = None if val_probs is None else (val_probs, targets_of(task, val))
     if multilabel and val_probs is not None:  # the decision threshold: chosen on validation rows, as trained cells do
         model.set_threshold(choose_threshold(val_probs, targets_of(task, val)))
     start = time.perf_counter()
     test = np.asarray(fold.test)
-    metrics = model.record_test(model.probabilities_of([a[test] for a in arrays]), targets_of(task, test))
-    test_seconds = time.perf_counter() - start + len(test) * sum(f.seconds_per_image for f in features)
+    metrics = model.record_test(model.head_probabilities(cell.encode(test)), targets_of(task, test))
+    test_seconds = time.perf_counter() - start + len(test) * sum(f.seconds_per_image for f in cell.features)
     if val_probs is not None:  # reported like a trained cell's validation metrics (only the threshold is chosen)
         scorer = classification_metrics(task.meta, model.threshold).clone(prefix="val/")
         probs = torch.from_numpy(np.asarray(val_probs, dtype=np.float32))
         y_val = torch.from_numpy(targets_of(task, val))
         scorer.update(probs, y_val.int() if multilabel else y_val)
         metrics.update({k: float(v) for k, v in scorer.compute().items()})
-    extra = {"svm/C": c, "features/dim": float(x_train.shape[1]), "features/scales": float(len(scales)),
-             "features/cache_hits": float(sum(f.cached for f in features)),
-             "features/extract_seconds_per_image": float(sum(f.seconds_per_image for f in features))}
     return FrozenFit(model, metrics, fit_seconds, test_seconds, extra)
+
+
+def fit_frozen(task: Task, backbone: Backbone, fold, hp: Mapping[str, Any], *, strategy: str, spatial: bool,
+               make_encoder: Callable[[Mapping[str, Any]], Any], size: int, seed: int, accelerator: str = "cpu",
+               num_workers: int = 0, cache_dir: Path | None = None) -> FrozenFit:
+    """Features (cached) -> encoder fit on training rows -> SVM with C by CV on training rows -> test."""
+    start = time.perf_counter()
+    cell = cell_features(task, backbone, hp, strategy=strategy, spatial=spatial, make_encoder=make_encoder, size=size,
+                         accelerator=accelerator, num_workers=num_workers, cache_dir=cache_dir)
+    multilabel = task.meta.kind == "multilabel"
+    train = np.asarray(fold.train)
+    y_train = targets_of(task, train)
+    cell.encoder.fit([f.array[train] for f in cell.features], seed)  # k-means / PCA (VLAD) see training rows only
+    x_train = cell.encode(train)
+    svm, c = fit_linear_svm(x_train, y_train if multilabel else y_train.astype(np.int64), multilabel=multilabel,
+                            cs=parse_cs(hp["svm_cs"]), folds=int(hp["svm_cv"]), class_weighted=bool(hp["class_weighted"]),
+                            seed=seed)
+    fit_seconds = time.perf_counter() - start
+    model = FrozenFeatureClassifier(backbone, task.meta, tap=cell.tap, scales=cell.scales, encoder=cell.encoder, svm=svm,
+                                    train_targets=y_train)
+    return score_frozen(model, task, fold, cell, fit_seconds=fit_seconds, extra={"svm/C": c, **cell.extra(x_train.shape[1])})
 
 
 def frozen_fit(strategy: str, *, spatial: bool, make_encoder: Callable[[Mapping[str, Any]], Any]) -> Callable[..., FrozenFit]:
