@@ -13,7 +13,7 @@ from scipy.special import softmax
 from sklearn.metrics import brier_score_loss, log_loss
 from torch.utils.data import DataLoader, TensorDataset
 
-from tasks.training import calibration
+from tasks.training import Machine, TrainPlan, calibration
 from tasks.training.calibration import (
     brier,
     calibration_metrics,
@@ -205,8 +205,7 @@ def _cell(task, name, tmp_path, **overrides):
 
     torch.manual_seed(0)
     hp = get_strategy(name).resolve({"epochs": 2, "batch_size": 16, **overrides})
-    return train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
-                          strategy=name, accelerator="cpu", feature_cache=tmp_path)
+    return train_and_test(task, create_backbone("smallcnn", "scratch"), TrainPlan(fold=0, k=3, seed=0, hp=hp, size=32, strategy=name), Machine(accelerator="cpu", feature_cache=tmp_path))
 
 
 def test_a_trained_cell_gives_the_logits_of_its_tested_weights(task, tmp_path):

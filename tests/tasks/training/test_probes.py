@@ -16,7 +16,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from backbones import create_backbone
 from tasks.data import load_task
-from tasks.training import get_strategy, train_and_test
+from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
 from tasks.training.features import tap_features
 from tasks.training.strategies import StrategyNotApplicable
 from tasks.training.strategies import fewshot as fewshot_module
@@ -34,8 +34,7 @@ def task():
 def _run(task, name, cache, *, seed=0, **overrides):
     torch.manual_seed(0)
     backbone = create_backbone("smallcnn", "scratch")
-    return train_and_test(task, backbone, fold=0, k=3, seed=seed, hp=get_strategy(name).resolve(overrides), size=32,
-                          strategy=name, accelerator="cpu", feature_cache=cache)
+    return train_and_test(task, backbone, TrainPlan(fold=0, k=3, seed=seed, hp=get_strategy(name).resolve(overrides), size=32, strategy=name), Machine(accelerator="cpu", feature_cache=cache))
 
 
 def _encoded(task, result, cache, rows):
@@ -205,7 +204,7 @@ def test_fewshot_warns_when_a_class_has_fewer_training_rows_than_shots(task, tmp
 def test_a_suite_of_knn_and_fewshot_logs_test_metrics_and_episode_spread(tmp_path, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
-    from benchmark.runner import run_suite
+    from benchmark.run.runner import run_suite
     from tests.benchmark.suites import write_suite
 
     path = write_suite(tmp_path, name="probes", strategies=["svm", "knn", "fewshot"], sources={"none": {"weights": "scratch"}},
