@@ -20,18 +20,15 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from backbones import create_backbone
-from benchmark.speed.cost import model_cost
 from benchmark.cell.ensemble import run_ensemble
+from benchmark.cell.evaluation import log_evaluation
 from benchmark.plan.spec import RunSpec
-from benchmark.speed.throughput import measure_fps
 from benchmark.cell.weights import MlflowWeights, provenance
 from pretrain import pretrain_backbone
 from tasks.data import Task, load_task
 from tasks.data.extension import extend_training
-from tasks.training import Machine, TrainPlan, TrainResult, get_strategy, train_and_test
-from tasks.training.evaluation import per_class_report, per_label_confusion, predictions_table
-from tasks.training.metrics import DEFAULT_THRESHOLD
-from tracking import CellLogger, CellRun, log_confusion_matrix, log_dataframe, log_json
+from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
+from tracking import CellLogger, CellRun, log_json
 from tracking.naming import MACHINE_SETTINGS, effective_tag
 
 
@@ -123,7 +120,12 @@ class CellHooks:
 
 
 def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun, hooks: CellHooks = CellHooks()) -> dict[str, float]:
-    """Train and test `spec`, logging metrics and artifacts into `run`; returns the final metrics."""
+    """Train and test `spec`, logging metrics and artifacts into `run`; returns the final metrics.
+
+    Every cell takes this route: pretraining (export the backbone), fine-tuning and frozen-feature
+    strategies (`tasks.training.train_and_test`), ensembles (`benchmark.cell.ensemble`), and Optuna
+    trials (`hooks`: pruning callbacks, the trial's values, no test pass).
+    """
     task = load_cell_task(spec, ctx.data_root, ctx.tasks)
     if get_strategy(spec.strategy).combines:
         return run_ensemble(spec, ctx, run, task)
@@ -153,42 +155,8 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun, hooks: CellHooks = C
     metrics = dict(result.metrics)
     if not hooks.test:
         return metrics
-    metrics.update(_log_evaluation(spec, task, result, ctx, run))
-    run.log_metrics({k: v for k, v in metrics.items() if not k.startswith("test/") or k in ("test/fps", "test/fps_pipeline")})
+    evaluation = log_evaluation(spec, task, result, ctx, run)
+    # test/* of the fit went to the run through Lightning's logger already; the evaluation's are new.
+    run.log_metrics({**{k: v for k, v in metrics.items() if not k.startswith("test/")}, **evaluation})
+    metrics.update(evaluation)
     return metrics
-
-
-def _log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx: CellContext, run: CellRun) -> dict[str, float]:
-    """Confusion matrix, per-class tables, predictions and throughput of the tested model."""
-    module, fold = result.module, result.datamodule.fold
-    names = list(task.meta.class_names)
-    probs, targets = (t.numpy() for t in module.test_predictions())
-    items = task.index["item"].to_numpy()[fold.test]
-    # Multi-label cells decide at the threshold chosen on validation rows (tasks.training.metrics).
-    threshold = float(getattr(module, "threshold", DEFAULT_THRESHOLD))
-    if module.test_confmat is not None:
-        log_confusion_matrix(ctx.client, run.run_id, module.test_confmat.compute().cpu().numpy(), names, title=spec.label)
-        log_dataframe(ctx.client, run.run_id, per_class_report(probs, targets, names), "per_class_report.csv", "test")
-    else:
-        log_dataframe(ctx.client, run.run_id, per_label_confusion(probs, targets, names, threshold),
-                      "per_label_confusion.csv", "test")
-    log_dataframe(ctx.client, run.run_id, predictions_table(items, probs, targets, names, module.multilabel, threshold),
-                  "predictions.csv", "test")
-    tp = ctx.throughput
-    throughput = measure_fps(
-        module, image_size=spec.image_size, batch_size=int(tp.get("batch_size", 32)), warmup=int(tp.get("warmup", 2)),
-        batches=int(tp.get("batches", 5)), precision=spec.precision, memory_format=str(tp.get("memory_format", "auto")),
-    )
-    run.set_tags(throughput.params())
-    return {
-        "test/fps": throughput.fps,
-        "test/fps_pipeline": len(fold.test) / max(result.test_seconds, 1e-9),
-        "fit_seconds": result.fit_seconds,
-        "selected_epoch": float(result.selected_epoch),
-        "epochs_trained": float(result.epochs_trained),
-        "data/train_rows": float(len(fold.train)),
-        "data/val_rows": float(len(fold.val)),
-        "data/test_rows": float(len(fold.test)),
-        **({"threshold": threshold} if module.multilabel else {}),
-        **model_cost(module, spec.image_size),
-    }
