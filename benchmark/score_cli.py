@@ -28,11 +28,11 @@ ROW_LABELS = {"macro": "macro (MCC = R_K)", "micro": "micro (Medico 2018)", "pos
 COLUMNS = ("mcc", "f1", "rec", "prec", "spec", "acc", "auc")
 
 
-def format_scores(scores: dict[str, dict[str, float]], title: str) -> str:
+def format_scores(scores: dict[str, dict[str, float]], title: str, positive_class: str | None = None) -> str:
     """A plain-text table, one line per row of `scores`, at most 100 columns wide."""
     lines = [title, f"{'':<22}" + "".join(f"{c.upper():>8}" for c in COLUMNS)]
     for row, values in scores.items():
-        label = ROW_LABELS.get(row, row)
+        label = f"positive: {positive_class}"[:21] if row == "positive" and positive_class else ROW_LABELS.get(row, row)
         lines.append(f"{label:<22}" + "".join(f"{values[c]:>8.3f}" if c in values else f"{'-':>8}" for c in COLUMNS))
     lines.append("MCC: macro row = multiclass R_K (whole confusion matrix); micro row = MCC of pooled counts.")
     return "\n".join(line[:100] for line in lines)
@@ -69,7 +69,7 @@ def run_score(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(scores))
     else:
-        print(format_scores(scores, f"{args.predictions}: {len(frame)} predictions"))
+        print(format_scores(scores, f"{args.predictions}: {len(frame)} predictions", args.positive_class))
     return 0
 
 

@@ -34,7 +34,8 @@ class ScoringError(ValueError):
 def _rows(mask: np.ndarray) -> str:
     positions = np.flatnonzero(mask) + 1
     shown = ", ".join(str(int(p)) for p in positions[:5])
-    return f"data row{'s' if len(positions) > 1 else ''} {shown}{' ...' if len(positions) > 5 else ''} (1-based, header not counted)"
+    more = " ..." if len(positions) > 5 else ""
+    return f"data row{'s' if len(positions) > 1 else ''} {shown}{more} (1-based, header not counted)"
 
 
 def _is_id(value) -> bool:
@@ -53,7 +54,8 @@ def _check_table(frame: pd.DataFrame) -> None:
     columns = set(frame.columns)
     if "targets" in columns and "target" not in columns:
         raise ScoringError("This is a multi-label predictions table (a 'targets' column of label lists); only "
-                           "single-label tables are scored. Fix: score multi-label cells from their logged test/* metrics.")
+                           "single-label tables are scored. Fix: score multi-label cells from their logged "
+                           "test/* metrics.")
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise ScoringError(f"The predictions table lacks column(s) {', '.join(missing)} (it has: "
@@ -108,8 +110,8 @@ def _class_ids(values: pd.Series, column: str, names: list[str], kind: str) -> n
         unknown = ~np.isin(text, names)
         if unknown.any():
             shown = ", ".join(sorted({repr(v) for v in text[unknown]})[:5])
-            raise ScoringError(f"Column '{column}' holds class name(s) {shown} at {_rows(unknown)} that are not among the "
-                               f"classes {', '.join(names)}. Fix: correct the names, or give the full class list.")
+            raise ScoringError(f"Column '{column}' holds class name(s) {shown} at {_rows(unknown)} that are not "
+                               f"among the classes {', '.join(names)}. Fix: correct the names, or give the full class list.")
         lookup = {name: i for i, name in enumerate(names)}
         return np.array([lookup[v] for v in text], dtype=np.int64)
     ids = np.array([int(float(v)) for v in values], dtype=np.int64)
@@ -133,7 +135,8 @@ def _probabilities(frame: pd.DataFrame, names: list[str]) -> np.ndarray | None:
     try:
         probs = frame[columns].astype(np.float64).to_numpy()
     except (TypeError, ValueError) as exc:
-        raise ScoringError(f"Probability columns hold non-numbers ({exc}). Fix: write probabilities as numbers.") from exc
+        raise ScoringError(f"Probability columns hold non-numbers ({exc}). Fix: write probabilities as "
+                           "numbers.") from exc
     empty = np.isnan(probs).any(axis=1)
     if empty.any():
         raise ScoringError(f"Probability columns are empty (NaN) at {_rows(empty)}. Fix: fill them, or drop all "

@@ -54,7 +54,8 @@ def test_pos_weight_reaches_the_bce_loss():
 @pytest.mark.parametrize("class_weighted", [True, False])
 def test_a_multilabel_cell_trains_with_its_folds_pos_weight(class_weighted):
     task = bands_task(48)
-    hp = get_strategy("full").resolve({"epochs": 1, "batch_size": 16, "select": "last", "class_weighted": class_weighted})
+    hp = get_strategy("full").resolve({"epochs": 1, "batch_size": 16, "select": "last",
+                                       "class_weighted": class_weighted})
     result = train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
                             accelerator="cpu")
     expected = result.datamodule.class_weights() if class_weighted else torch.ones(3)

@@ -196,7 +196,8 @@ BAD_TABLES = {
     "mixed in a column": (pd.DataFrame({"target": ["A", "B", "A"], "predicted": ["A", 1, "B"]}), "mixes class names"),
     "names and ids": (pd.DataFrame({"target": ["A", "B"], "predicted": [0, 1]}), "names in both"),
     "id outside": (pd.DataFrame({"target": [0, 1], "predicted": [0, 2], "p:a": [1, 0], "p:b": [0, 1]}), "outside 0..1"),
-    "NaN probability": (pd.DataFrame({"target": [0, 1], "predicted": [0, 1], "p:a": [1, np.nan], "p:b": [0, 1]}), "NaN"),
+    "NaN probability": (pd.DataFrame({"target": [0, 1], "predicted": [0, 1], "p:a": [1, np.nan], "p:b": [0, 1]}),
+                        "NaN"),
     "multi-label": (pd.DataFrame({"targets": [[0, 1]], "predicted": [[0]]}), "multi-label"),
 }
 
@@ -235,3 +236,23 @@ def test_classifier_module_logs_the_positive_class_row():
     assert set(module.val_metrics.keys()) | set(module.test_metrics.keys()) == expected
     plain = ClassifierModule(create_backbone("smallcnn", "scratch"), meta)
     assert not any("pos/" in k for k in plain.test_metrics.keys())
+
+
+def test_a_trained_cell_logs_micro_rows_that_medtl_score_reproduces():
+    from backbones import create_backbone
+    from tasks.data import load_task
+    from tasks.training import get_strategy, train_and_test
+
+    task = load_task("gen-target", None, scale=0.5, size=32)
+    torch.manual_seed(0)
+    hp = get_strategy("full").resolve({"epochs": 1, "batch_size": 16})
+    result = train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
+                            accelerator="cpu")
+    probs, targets = (t.numpy() for t in result.module.test_predictions())
+    table = predictions_table(range(len(targets)), probs, targets, task.meta.class_names, multilabel=False)
+    scores = score_table(table)
+    for name in ("mcc", "f1", "rec", "prec", "spec", "acc"):
+        assert result.metrics[f"test/micro/{name}"] == pytest.approx(scores["micro"][name], abs=1e-5), name
+        assert result.metrics[f"test/{name}"] == pytest.approx(scores["macro"][name], abs=1e-5), name
+    # predictions.csv keeps 6 decimals: an untrained model's nearly equal scores tie there, so AUC moves a little.
+    assert result.metrics["test/auc"] == pytest.approx(scores["macro"]["auc"], abs=0.01)
