@@ -12,7 +12,7 @@ Imports `backbones` (input configs, the registry helper); never the training sid
 
 from tasks.data import adapters as _adapters  # noqa: F401  (registers the dataset adapters)
 from tasks.data.cards import DatasetCard, Published, RemoteFile, Source
-from tasks.data.datamodule import TaskDataModule, balanced_class_weights
+from tasks.data.datamodule import TaskDataModule, balanced_class_weights, multilabel_pos_weight
 from tasks.data.errors import DataError, ImageReadError, UnknownDatasetError
 from tasks.data.index import Task, TaskMeta, make_index
 from tasks.data.registry import DATASETS, dataset_card, list_datasets, load_task, option_defaults, register_dataset
@@ -38,6 +38,7 @@ __all__ = [
     "load_task",
     "make_fold",
     "make_index",
+    "multilabel_pos_weight",
     "option_defaults",
     "register_dataset",
 ]

@@ -61,6 +61,22 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return weights
 
 
+MAX_POS_WEIGHT = 100.0  # cap on a multi-label pos_weight: a label seen once in 10 000 rows would weigh 10 000
+
+
+def multilabel_pos_weight(hot: np.ndarray, max_weight: float = MAX_POS_WEIGHT) -> np.ndarray:
+    """BCE's `pos_weight` per label from multi-hot training targets (N, C): negatives / positives,
+    the ratio PyTorch's `BCEWithLogitsLoss` documents (a label on 100 of 400 images weighs 3), so each
+    label's positives count as much as its negatives. Clipped to [1 / max_weight, max_weight]: a label
+    on one image in thousands would otherwise dominate every batch it appears in; a label absent from
+    training gets `max_weight` (there is nothing to weigh, and no infinity reaches the loss)."""
+    hot = np.asarray(hot, dtype=np.float64)
+    positives = hot.sum(axis=0)
+    negatives = len(hot) - positives
+    ratio = np.divide(negatives, positives, out=np.full(hot.shape[1], max_weight), where=positives > 0)
+    return np.clip(ratio, 1.0 / max_weight, max_weight)
+
+
 class TaskDataModule(L.LightningDataModule):
     """Serve one fold of a task: train / val / test loaders with presets from the input config.
 
@@ -128,10 +144,13 @@ class TaskDataModule(L.LightningDataModule):
         return nested_subsets(self.task, rows, [spec], seed=self.seed)[spec]
 
     def class_weights(self) -> torch.Tensor:
+        """Loss weights from the training rows: 'balanced' CE class weights (single-label), or BCE's
+        `pos_weight` per label (multi-label, `multilabel_pos_weight`)."""
         self.setup()
         assert self.fold is not None
         if self.task.meta.kind == "multilabel":
-            return torch.ones(self.task.meta.num_classes)
+            hot = IndexedImages(self.task, self.fold.train, None).targets
+            return torch.tensor(multilabel_pos_weight(hot), dtype=torch.float32)
         labels = self.task.labels[self.fold.train]
         return torch.tensor(balanced_class_weights(labels, self.task.meta.num_classes), dtype=torch.float32)
 

@@ -15,6 +15,11 @@ from tasks.training.speed import to_format
 class ClassifierModule(L.LightningModule):
     """Backbone features -> dropout -> linear head; CE (or BCE for multilabel) with class weights.
 
+    `class_weights` are CE's per-class weights for single-label tasks and BCE's `pos_weight` (one
+    factor on each label's positive term) for multi-label tasks
+    (`tasks.data.datamodule.TaskDataModule.class_weights` computes either from the training rows).
+    `positive_class` (a class name or id, single-label only) adds that class's `val|test/pos/*` row.
+
     L1/L2 penalties apply to the head only (Hicks et al. regularised the new layers, not the
     pretrained ones). Strategies that freeze or unfreeze the backbone are callbacks
     (`tasks.training.strategies`); `configure_optimizers` takes whatever is trainable when fit starts.
@@ -36,6 +41,7 @@ class ClassifierModule(L.LightningModule):
         schedule: str = "none",
         warmup_epochs: int = 0,
         class_weights: Tensor | None = None,
+        positive_class: str | int | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -45,9 +51,11 @@ class ClassifierModule(L.LightningModule):
         self.backbone = backbone
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.num_features, meta.num_classes))
         self.multilabel = meta.kind == "multilabel"
+        # All ones = unweighted: CE's weight and BCE's pos_weight then leave the loss as it is.
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(meta.num_classes))
-        self.val_metrics = classification_metrics(meta).clone(prefix="val/")
-        self.test_metrics = classification_metrics(meta).clone(prefix="test/")
+        self.positive_class = positive_class
+        self.val_metrics = classification_metrics(meta, positive_class=positive_class).clone(prefix="val/")
+        self.test_metrics = classification_metrics(meta, positive_class=positive_class).clone(prefix="test/")
         self.test_confmat = confusion_matrix_metric(meta)
         self.test_outputs: list[tuple[Tensor, Tensor]] = []
         self.threshold = DEFAULT_THRESHOLD  # multi-label decision threshold used by the last test
@@ -73,7 +81,7 @@ class ClassifierModule(L.LightningModule):
 
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         if self.multilabel:
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=None)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=self.class_weights)
         else:
             loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
         weight = self.head[1].weight
