@@ -325,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_list)
 
     from benchmark.data_cli import add_data_commands
+    from benchmark.score_cli import add_score_command
 
     add_data_commands(sub)
+    add_score_command(sub)
     return parser
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from backbones import create_backbone
 from tasks.data import TaskDataModule, TaskMeta, multilabel_pos_weight
 from tasks.data.datamodule import MAX_POS_WEIGHT
-from tasks.training import ClassifierModule, get_strategy, train_and_test
+from tasks.training import Machine, TrainPlan, ClassifierModule, get_strategy, train_and_test
 from tests.tasks.training.multilabel_tasks import bands_task
 
 
@@ -56,7 +56,6 @@ def test_a_multilabel_cell_trains_with_its_folds_pos_weight(class_weighted):
     task = bands_task(48)
     hp = get_strategy("full").resolve({"epochs": 1, "batch_size": 16, "select": "last",
                                        "class_weighted": class_weighted})
-    result = train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
-                            accelerator="cpu")
+    result = train_and_test(task, create_backbone("smallcnn", "scratch"), TrainPlan(fold=0, k=3, seed=0, hp=hp, size=32), Machine(accelerator="cpu"))
     expected = result.datamodule.class_weights() if class_weighted else torch.ones(3)
     assert torch.equal(result.module.class_weights, expected)

@@ -241,13 +241,12 @@ def test_classifier_module_logs_the_positive_class_row():
 def test_a_trained_cell_logs_micro_rows_that_medtl_score_reproduces():
     from backbones import create_backbone
     from tasks.data import load_task
-    from tasks.training import get_strategy, train_and_test
+    from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
 
     task = load_task("gen-target", None, scale=0.5, size=32)
     torch.manual_seed(0)
     hp = get_strategy("full").resolve({"epochs": 1, "batch_size": 16})
-    result = train_and_test(task, create_backbone("smallcnn", "scratch"), fold=0, k=3, seed=0, hp=hp, size=32,
-                            accelerator="cpu")
+    result = train_and_test(task, create_backbone("smallcnn", "scratch"), TrainPlan(fold=0, k=3, seed=0, hp=hp, size=32), Machine(accelerator="cpu"))
     probs, targets = (t.numpy() for t in result.module.test_predictions())
     table = predictions_table(range(len(targets)), probs, targets, task.meta.class_names, multilabel=False)
     scores = score_table(table)
