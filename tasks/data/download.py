@@ -190,10 +190,11 @@ def _fetch_once(url: str, part: Path, *, timeout: float, chunk: int) -> None:
         raise _Silent(f"accepted the connection but sent no answer in {timeout:g} s") from exc
     except requests.ConnectionError as exc:
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3, so it is tested first.
+        if isinstance(reason, urllib3.exceptions.NewConnectionError):
+            raise _Unreachable(str(reason)) from exc  # DNS, refused: nobody answered, at once
         if isinstance(exc, requests.ConnectTimeout) or isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
             raise _Silent(f"did not accept a connection in {timeout:g} s") from exc  # unroutable, firewalled
-        if isinstance(reason, urllib3.exceptions.NewConnectionError):
-            raise _Unreachable(str(reason)) from exc  # DNS, refused: nobody answered
         raise _Retry(str(exc)) from exc
     except requests.RequestException as exc:
         raise _Retry(str(exc)) from exc

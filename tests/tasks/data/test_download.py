@@ -335,3 +335,13 @@ def test_a_transfer_that_stops_moving_gives_up_after_twice_the_timeout(serve, tm
         download(server.url, tmp_path / "file.bin", timeout=0.5, backoff=0.2, retries=1000)
     assert time.monotonic() - start < 2 * 0.5 + 1.0  # bounded by time, not by the 1000 retries
     assert server.url in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_a_refused_connection_is_reported_at_once_as_unreachable(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # released: nothing listens there
+    start = time.monotonic()
+    with pytest.raises(DataError, match=f"Cannot reach 127.0.0.1:{port} to download .*Fix:"):
+        download(f"http://127.0.0.1:{port}/f.bin", tmp_path / "f.bin", timeout=5, backoff=0)
+    assert time.monotonic() - start < 3.0  # one quick retry, not a 5 s timeout
