@@ -134,8 +134,9 @@ def folder(text: str) -> Path:
 DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "oracle")  # what SQLAlchemy (Optuna, MLflow) ships
 
 
-def database_url(text: str) -> str:
-    """A SQLAlchemy URL whose dialect exists, whose driver is installed and (SQLite) whose folder exists."""
+def database_url(text: str, *, sqlite_folder: bool = True) -> str:
+    """A SQLAlchemy URL whose dialect exists, whose driver is installed and (SQLite, unless told not to check
+    `sqlite_folder`) whose folder exists."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -153,7 +154,7 @@ def database_url(text: str) -> str:
     except ImportError as exc:
         raise ValueError(f"the Python driver of {url.drivername!r} is not installed ({exc}); install it "
                          f"(e.g. pip install psycopg2-binary or pymysql) or pick an installed one") from None
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+    if sqlite_folder and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         parent = Path(url.database).expanduser().parent
         if not parent.is_dir():
             raise ValueError(f"the SQLite file's folder {parent} does not exist; create it (mkdir -p {parent})")
@@ -174,7 +175,7 @@ def tracking_url(text: str) -> str:
         return text
     if scheme.partition("+")[0] not in DB_SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r} (known: http, https, file, databricks, {', '.join(DB_SCHEMES)})")
-    return database_url(text)
+    return database_url(text, sqlite_folder=False)  # tracking.preflight checks the store's folder, with its own fix
 
 
 def hold_trial(text: str) -> tuple[int, Path]:
