@@ -21,12 +21,48 @@ class Section:
     images: list[tuple[str, Path]] = field(default_factory=list)  # (caption, PNG beside the report)
 
 
+# Column headers as a reader says them; the CSVs keep the snake_case names (machine-friendly, stable for scripts).
+HEADERS = {
+    "row": "row", "note": "note", "n": "n", "missing": "missing", "fit_seconds": "fit time (s)", "train_ips": "training img/s",
+    "fps": "inference img/s", "params": "parameters", "flops_per_image": "FLOPs per image", "mcc": "MCC",
+    "family": "family", "a": "row a", "b": "row b", "test": "test", "difference": "difference (a − b)", "low": "95 % CI low",
+    "high": "95 % CI high", "effect_name": "effect size", "effect": "effect", "p_value": "p", "p_holm": "p (Holm)",
+    "significant": "significant", "question": "question", "within": "within", "best": "best", "runner_up": "runner-up",
+    "margin_mcc": "MCC margin", "ci_low": "95 % CI low", "ci_high": "95 % CI high", "significantly_better_than":
+    "significantly better than", "verdict": "verdict", "class": "class", "support": "support", "precision": "precision",
+    "recall": "recall", "f1": "F1", "specificity": "specificity", "source": "source", "backbone": "backbone",
+    "strategy": "strategy", "fraction": "fraction", "fold": "fold", "seed": "seed", "stage": "stage", "status": "status",
+    "error": "reason", "average rank": "average rank",
+}
+# Columns printed in their own format: counts in SI units ("11.2 M", never "1.12e+07"), speeds whole.
+SI_COLUMNS = ("params", "flops_per_image")
+WHOLE_COLUMNS = ("fps", "train_ips")
+
+
+def human_header(column: str) -> str:
+    """A table column's header for Markdown / HTML: HEADERS, else the snake_case name with spaces."""
+    return HEADERS.get(column, column.replace("_", " "))
+
+
+def si(value: float) -> str:
+    """A count in SI units with 3 significant digits: 74.5 M, 1.23 G, 950."""
+    for factor, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {unit}"
+    return f"{value:.3g}"
+
+
 def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in out.columns:
         if pd.api.types.is_float_dtype(out[column]):
-            out[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in out[column]]
-    return out
+            if column in SI_COLUMNS:
+                out[column] = [("" if pd.isna(v) else si(v)) for v in out[column]]
+            elif column in WHOLE_COLUMNS:
+                out[column] = [("" if pd.isna(v) else f"{v:.0f}") for v in out[column]]
+            else:
+                out[column] = [("" if pd.isna(v) else f"{v:.4g}") for v in out[column]]
+    return out.rename(columns=lambda c: human_header(str(c)))
 
 
 def to_markdown(title: str, sections: list[Section]) -> str:
