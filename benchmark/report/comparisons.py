@@ -127,7 +127,9 @@ def winners(board: pd.DataFrame, compared: pd.DataFrame, primary: str) -> pd.Dat
                                   & compared["significant"]]
                 names = [name + (f" ({DEGENERATE})" if _is_degenerate(board, b) else "") for name, b in zip(beaten[family + "_b"], beaten["b"])]
                 verdict = f"{best[family]} is better than {second[family]}" if f["significant"] else NO_DIFFERENCE
-                if _is_degenerate(board, row_label(second)):
+                if _is_degenerate(board, row_label(best)):
+                    verdict = f"no finding: {best[family]} and {second[family]} are both {DEGENERATE}"
+                elif _is_degenerate(board, row_label(second)):
                     verdict += (f"; but {second[family]} is {DEGENERATE} (MCC 0 ± 0): beating it shows only that "
                                 f"{best[family]} learnt something")
                 record.update(ci_low=f["low"], ci_high=f["high"], test=primary, p_holm=f["p_holm"], verdict=verdict,

@@ -22,8 +22,8 @@ COLUMN_NAMES = {"mcc": "MCC", "f1": "F1", "rec": "REC", "prec": "PREC", "spec": 
 COMPACT_METRICS = {"f1": "F1", "auc": "AUC", "acc_micro": "Accuracy"}
 TERMINAL_WIDTH = 120
 DEGENERATE = "degenerate: predicts one class"
-CI_NOTE = ("95 % t-interval over folds x seeds, clipped to the metric's range (MCC [-1, 1], the others [0, 1]); "
-           "a bound of exactly -1, 0 or 1 is such a clip")
+CI_NOTE = ("95 % CI: t-interval over folds x seeds, clipped to the metric's range (MCC [-1, 1], the others [0, 1]), "
+           "so a bound at the end of the range is a clip, not an estimate")
 
 
 def trains(strategy: str, epochs_trained=np.nan) -> bool:
@@ -77,14 +77,20 @@ def leaderboard(cells: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _num(value: float) -> str:
+    """Three decimals, and no "-0.000" for a value that rounds to zero from below."""
+    text = f"{value:.3f}"
+    return "0.000" if text == "-0.000" else text
+
+
 def _cell_text(mean, std, low, high) -> str:
     if pd.isna(mean):
         return "n/a"
-    text = f"{mean:.3f}"
+    text = _num(mean)
     if pd.notna(std):
-        text += f" ± {std:.3f}"
+        text += f" ± {_num(std)}"
     if pd.notna(low):
-        text += f" [{low:.3f}, {high:.3f}]"
+        text += f" [{_num(low)}, {_num(high)}]"
     return text
 
 
@@ -108,11 +114,15 @@ def format_leaderboard(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _shorten(label: str, width: int) -> str:
-    """`label` cut in the middle to `width` characters: the source's start and the strategy's end stay readable."""
-    if len(label) <= width:
-        return label
-    keep = width - 1
-    return label[: (keep + 1) // 2] + "…" + label[len(label) - keep // 2:]
+    """`label` cut to `width` characters part by part ("source/backbone/strategy"): the longest part loses its end
+    first (marked "…"), so every part keeps its start and rows stay told apart by source, backbone and strategy."""
+    parts = label.split("/")
+    while len("/".join(parts)) > width:
+        longest = max(range(len(parts)), key=lambda i: len(parts[i]))
+        if len(parts[longest]) <= 4:
+            break  # nothing left to cut readably
+        parts[longest] = parts[longest].rstrip("…")[:-1] + "…"
+    return "/".join(parts)
 
 
 def _label(row) -> str:
@@ -127,21 +137,25 @@ def compact_table(table: pd.DataFrame, width: int = TERMINAL_WIDTH) -> str:
 
     records = table.to_dict("records")
     columns = {"#": [str(i + 1) for i in range(len(records))], "row": [_label(r) for r in records],
-               "MCC [95 % CI]": [("n/a" if pd.isna(r["mcc_mean"]) else f"{r['mcc_mean']:.3f}" + (
-                   f" [{r['mcc_low']:.3f}, {r['mcc_high']:.3f}]" if pd.notna(r.get("mcc_low")) else "")) for r in records]}
+               "MCC [95 % CI]": [("n/a" if pd.isna(r["mcc_mean"]) else _num(r["mcc_mean"]) + (
+                   f" [{_num(r['mcc_low'])}, {_num(r['mcc_high'])}]" if pd.notna(r.get("mcc_low")) else "")) for r in records]}
     for metric, header in COMPACT_METRICS.items():
-        columns[header] = ["n/a" if pd.isna(r.get(f"{metric}_mean")) else f"{r[f'{metric}_mean']:.3f}" for r in records]
+        columns[header] = ["n/a" if pd.isna(r.get(f"{metric}_mean")) else _num(r[f"{metric}_mean"]) for r in records]
     columns["FPS"] = ["n/a" if pd.isna(r.get("fps_mean", np.nan)) else f"{r['fps_mean']:.0f}" for r in records]
     columns["n"] = [str(r["n"]) for r in records]
     if "missing" in table and (table["missing"] > 0).any():
         columns["missing"] = [str(r["missing"]) for r in records]
     if "degenerate" in table and table["degenerate"].any():
         columns["row"] = [label + (" †" if r.get("degenerate") else "") for label, r in zip(columns["row"], records)]
-    others = sum(max(len(h), *(len(v) for v in values)) + 3 for h, values in columns.items() if h != "row") + 1
-    room = max(width - others - 3, 12)
-    columns["row"] = [_shorten(label, room) for label in columns["row"]]
     align = ["right", "left", *["right"] * (len(columns) - 2)]
-    return tabulate(columns, headers="keys", tablefmt="pipe", colalign=align, disable_numparse=True)
+    labels = columns["row"]
+    text = tabulate(columns, headers="keys", tablefmt="pipe", colalign=align, disable_numparse=True)
+    overflow = max(len(line) for line in text.splitlines()) - width
+    if overflow > 0:  # cut the labels by what the table is too wide (tabulate pads headers its own way: measure, not guess)
+        room = max(max(len(label) for label in labels) - overflow, 12)
+        columns["row"] = [_shorten(label, room) for label in labels]
+        text = tabulate(columns, headers="keys", tablefmt="pipe", colalign=align, disable_numparse=True)
+    return text
 
 
 def to_markdown(table: pd.DataFrame, title: str = "", *, report_dir: Path | str | None = None, width: int = TERMINAL_WIDTH) -> str:

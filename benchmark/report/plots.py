@@ -36,7 +36,8 @@ def _si_formatter():
 
 def leaderboard_bars(board: pd.DataFrame, floors: pd.DataFrame, path: Path, metric: str = "mcc") -> Path:
     """Mean MCC per row with its 95 % CI; chance floors as dashed lines."""
-    labels = board["row"].tolist()
+    marked = board["degenerate"].eq(True) if "degenerate" in board else pd.Series(False, index=board.index)
+    labels = [label + ("\n(degenerate: predicts one class)" if degenerate else "") for label, degenerate in zip(board["row"], marked)]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.5))
     y = np.arange(len(labels))[::-1]
     mean = board[f"{metric}_mean"].to_numpy()
@@ -109,6 +110,16 @@ def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=int)
 
 
+def _nearby(cost: np.ndarray, quality: np.ndarray) -> dict[tuple[float, float], list[str]]:
+    """Point numbers (1-based) grouped by position: within 2 % of the cost span and 0.04 MCC they share one label."""
+    span = (cost.max() - cost.min()) or abs(cost.max()) or 1.0
+    groups: dict[tuple[float, float], list[str]] = {}
+    for i, (x, y) in enumerate(zip(cost, quality)):
+        home = next(((gx, gy) for gx, gy in groups if abs(gx - x) <= 0.02 * span and abs(gy - y) <= 0.04), (x, y))
+        groups.setdefault(home, []).append(str(i + 1))
+    return groups
+
+
 def quality_vs_cost(board: pd.DataFrame, cost_column: str, cost_label: str, path: Path) -> Path:
     """MCC against an inference cost, the Pareto front marked. Points are numbered and named in a legend below the axes
     (labels beside close points overlap and run out of the box); the cost axis starts at 0 on a linear scale, so rows
@@ -118,8 +129,8 @@ def quality_vs_cost(board: pd.DataFrame, cost_column: str, cost_label: str, path
     cost, quality = data[cost_column].to_numpy(float), data["mcc_mean"].to_numpy(float)
     ax.errorbar(cost, quality, yerr=[quality - data["mcc_low"].fillna(data["mcc_mean"]), data["mcc_high"].fillna(data["mcc_mean"]) - quality],
                 fmt="o", color="#4C72B0", ecolor="#999999", capsize=2)
-    for i, (x, y) in enumerate(zip(cost, quality)):
-        ax.annotate(str(i + 1), (x, y), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    for (x, y), numbers in _nearby(cost, quality).items():  # one label "1, 2" for points that sit on each other
+        ax.annotate(", ".join(numbers), (x, y), fontsize=7, xytext=(5, 3), textcoords="offset points")
     handles = []
     if len(data):
         front = pareto_front(cost, quality)

@@ -26,6 +26,15 @@ SELECT_MEANING = {"last": "the final epoch, no selection", "mcc": "the epoch wit
                   "loss": "the epoch with the lowest validation loss"}
 
 
+def _combines(strategy: str) -> bool:
+    from tasks.training.strategies import get_strategy
+
+    try:
+        return bool(get_strategy(strategy).combines)
+    except Exception:  # noqa: BLE001 - a name this version does not register: not an ensemble it knows of
+        return False
+
+
 def selection_text(cells: pd.DataFrame) -> str:
     """Model selection, one clause per strategy; rows listed where a strategy's rows differ (e.g. a tuned row)."""
     if not len(cells):
@@ -33,7 +42,9 @@ def selection_text(cells: pd.DataFrame) -> str:
     clauses = []
     for strategy, group in cells.groupby("strategy", sort=False):
         if not trains(strategy, group["epochs_trained"].max()):
-            clauses.append(f"{strategy}: no training loop (fitted once on frozen features), so no epoch to select")
+            clauses.append(f"{strategy}: " + ("averages its members' predictions, each member selected by its own strategy's rule"
+                                               if _combines(strategy) else
+                                               "no training loop (fitted once on frozen features), so no epoch to select"))
             continue
         values = sorted(set(group["select"]))
         if len(values) == 1:
