@@ -62,6 +62,9 @@ def selection_text(cells: pd.DataFrame) -> str:
 def protocol_text(results: SuiteResults) -> list[str]:
     """The Protocol section's paragraphs."""
     cells = results.cells
+    if not len(cells):
+        return [f"Suite {results.name}: no fine-tuning cell has finished yet, so nothing below is a result; "
+                f"{len(results.missing)} cell(s) are listed under Missing cells with their state.", tuning_text(results)]
     folds = sorted(set(cells["folds"])) if len(cells) else []
     seeds = sorted(set(cells["seed"])) if len(cells) else []
     split = "the official train/test split" if folds == [0] else f"{', '.join(map(str, folds))}-fold stratified cross-validation"

@@ -111,7 +111,8 @@ def _missing_row(keys: dict, run, stage: str = "finetune", waits_for: dict | Non
     if run is None:
         error = NOT_REACHED
         if waits_for is not None:
-            error = f"not run: its pretraining cell ({waits_for['source']}/{waits_for['backbone']}) is {waits_for['status']}"
+            error = (f"waits for its pretraining cell ({waits_for['source']}/{waits_for['backbone']}), which is {waits_for['status']}; "
+                     "rerun the suite")
         return {**keys, "stage": stage, "status": "NOT RUN", "error": error, "run_id": ""}
     status = run.info.status
     error = STILL_RUNNING if status == "RUNNING" else run.data.tags.get(ERROR_TAG) or f"{status} without a recorded error"
@@ -169,7 +170,9 @@ def load_results(client, *, suite=None, parent_run_id: str | None = None) -> Sui
         expected = [(h, _spec_keys(r.data.params), None) for h, r in latest.items()]
         expected_pretraining = [(h, _spec_keys(r.data.params)) for h, r in pretraining.items()]
     # A pretraining cell that did not finish is listed first: it is why the cells that need its weights did not run.
-    blocking = {h: _missing_row(keys, pretraining.get(h), "pretrain") for h, keys in expected_pretraining if h not in pretrained}
+    # strategy "pretrain": its row reads source/backbone/pretrain wherever missing cells are printed
+    blocking = {h: _missing_row({**keys, "strategy": "pretrain"}, pretraining.get(h), "pretrain")
+                for h, keys in expected_pretraining if h not in pretrained}
     missing = list(blocking.values())
     cells = [_cell_row(finished[h]) for h, _, _ in expected if h in finished]
     missing += [_missing_row(keys, latest.get(h), waits_for=blocking.get(ref)) for h, keys, ref in expected if h not in finished]

@@ -123,10 +123,10 @@ def test_degenerate_row_is_marked_and_beating_it_says_so(store):
 def test_killed_cells_are_listed_with_their_state(store):
     missing = store["results"].missing
     pre = missing[missing["stage"] == "pretrain"]
-    assert len(pre) == 1 and pre.iloc[0]["status"] == "KILLED" and pre.iloc[0]["source"] == "gen-general"
+    assert len(pre) == 1 and pre.iloc[0]["status"] == "KILLED" and pre.iloc[0][["source", "strategy"]].tolist() == ["gen-general", "pretrain"]
     waiting = missing[(missing["stage"] == "finetune") & (missing["source"] == "gen-general")]
     assert len(waiting) == 6 and (waiting["status"] == "NOT RUN").all()  # 2 strategies x 3 folds
-    assert waiting["error"].str.contains("pretraining cell (gen-general/smallcnn) is KILLED", regex=False).all()
+    assert waiting["error"].str.contains("pretraining cell (gen-general/smallcnn), which is KILLED", regex=False).all()
     killed = missing[(missing["status"] == "KILLED") & (missing["stage"] == "finetune")]
     assert killed[["source", "strategy", "fold"]].values.tolist() == [["better", "svm", 2]]
     html = (store["report"].out_dir / "report.html").read_text()
