@@ -151,8 +151,10 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
     wins = winners(board, compared, primary_test(cells)) if len(board) else pd.DataFrame()
     sections = [Section("Protocol", protocol_text(results))]
 
-    lead = Section("Leaderboard", [f"Mean ± sample std [{CI_NOTE}]; macro averages over classes (ACC: one-vs-rest, as Medico), "
-                                   "ACC micro: plain accuracy. Chance rows: scikit-learn's DummyClassifier scored on the same test "
+    lead = Section("Leaderboard", [f"Mean ± sample std [{CI_NOTE}]. MCC (R_K): the multiclass Matthews "
+                                   "statistic (Gorodkin); macro: one-vs-rest per class, averaged; micro (Medico): one-vs-rest "
+                                   "counts pooled over classes, then the metric, as the Medico 2018 organisers scored; "
+                                   "accuracy: correct / N; positive: the suite's positive class alone. Chance rows: scikit-learn's DummyClassifier scored on the same test "
                                    "rows with the same metric code (stratified: 20 random draws per fold, n counts the draws). "
                                    "missing: cells without results, not in n. note: a row whose every cell predicted one class "
                                    "for every test image is marked so: it learnt nothing, and beating it is no finding."])

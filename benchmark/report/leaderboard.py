@@ -16,10 +16,14 @@ import pandas as pd
 from benchmark.report import statistics as st
 from benchmark.report.results import METRIC_RANGE, METRICS, ROW_KEYS, source_name
 
-COLUMN_NAMES = {"mcc": "MCC", "f1": "F1", "rec": "REC", "prec": "PREC", "spec": "SPEC", "acc": "ACC", "auc": "AUC", "acc_micro": "ACC micro"}
+# Each name says how it is averaged (benchmark.report.results.METRICS): R_K, macro, micro (Medico 2018), positive class.
+COLUMN_NAMES = {"mcc": "MCC (R_K)", "f1": "F1 macro", "rec": "REC macro", "prec": "PREC macro", "spec": "SPEC macro",
+                "acc": "ACC macro", "auc": "AUC macro", "acc_micro": "accuracy", "micro_mcc": "MCC micro (Medico)",
+                "micro_f1": "F1 micro (Medico)", "micro_spec": "SPEC micro (Medico)", "micro_acc": "ACC micro (Medico)",
+                "pos_rec": "REC positive", "pos_prec": "PREC positive", "pos_f1": "F1 positive"}
 # The printed table's metrics besides MCC: the ones a reader of a medical-imaging paper looks for first
 # (F1 and AUC macro; plain accuracy). The others are in leaderboard.csv and report.html.
-COMPACT_METRICS = {"f1": "F1", "auc": "AUC", "acc_micro": "Accuracy"}
+COMPACT_METRICS = {"f1": "F1 macro", "auc": "AUC macro", "acc_micro": "Accuracy"}
 TERMINAL_WIDTH = 120
 DEGENERATE = "degenerate: predicts one class"
 CI_NOTE = ("95 % CI: t-interval over folds x seeds, clipped to the metric's range (MCC [-1, 1], the others [0, 1]), "
@@ -101,7 +105,7 @@ def format_leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in (*ROW_KEYS,) if c in table]
     out = table[keys].copy()
     for metric in METRICS:
-        if f"{metric}_mean" in table:
+        if f"{metric}_mean" in table and table[f"{metric}_mean"].notna().any():  # no column for a metric no cell has
             out[COLUMN_NAMES[metric]] = [_cell_text(*v) for v in table[[f"{metric}_{s}" for s in ("mean", "std", "low", "high")]].itertuples(index=False)]
     if "fraction" in out and out["fraction"].nunique() <= 1:
         out = out.drop(columns="fraction")
@@ -175,7 +179,9 @@ def to_markdown(table: pd.DataFrame, title: str = "", *, report_dir: Path | str 
 def full_markdown(table: pd.DataFrame, title: str = "") -> str:
     """Every metric as mean ± std [95 % CI] (leaderboard.md): wide, for a file, not a terminal."""
     body = format_leaderboard(table).to_markdown(index=False) if not table.empty else "(no finished cells)"
-    notes = ("\n\nMetrics are macro-averaged over classes on the held-out test fold (ACC micro: plain accuracy); "
+    notes = ("\n\nOn the held-out test fold. MCC (R_K): the multiclass Matthews statistic; macro: one-vs-rest per class, "
+             "averaged; micro (Medico): one-vs-rest counts pooled over classes, as the Medico 2018 organisers scored; "
+             "accuracy: correct / N; positive: the suite's positive class alone. "
              f"mean ± sample std [{CI_NOTE}] over folds x seeds (n cells). FPS: model forward only, conditions in "
              "each run's throughput.* tags.")
     return (f"# {title}\n\n" if title else "") + body + notes + "\n"

@@ -30,9 +30,14 @@ from tracking.naming import SUITE_TAG
 
 ROW_KEYS = ("source", "backbone", "strategy", "fraction")
 CELL_KEYS = (*ROW_KEYS, "fold", "seed")
-METRICS = ("mcc", "f1", "rec", "prec", "spec", "acc", "auc", "acc_micro")
+# mcc: the multiclass R_K statistic (Gorodkin; sklearn's matthews_corrcoef). f1 .. acc, auc: macro one-vs-rest.
+# acc_micro: plain accuracy. micro_*: Medico 2018's scoring (pool every class's one-vs-rest TP/FP/FN/TN, then the
+# metric; micro F1 = REC = PREC = accuracy in single-label data). pos_*: the suite's `target.positive_class` alone
+# (Rahman's pneumonia recall / precision / F1). Absent keys (multi-label tasks, no positive class) are NaN.
+METRICS = ("mcc", "f1", "rec", "prec", "spec", "acc", "auc", "acc_micro",
+           "micro_mcc", "micro_f1", "micro_spec", "micro_acc", "pos_rec", "pos_prec", "pos_f1")
 RUN_METRICS = {  # cells.csv column -> MLflow metric
-    **{m: f"test/{m}" for m in METRICS},
+    **{m: f"test/{m.replace('micro_', 'micro/').replace('pos_', 'pos/')}" for m in METRICS},
     "fps": "test/fps",
     "fit_seconds": "fit_seconds",
     "epochs_trained": "epochs_trained",
@@ -42,7 +47,7 @@ RUN_METRICS = {  # cells.csv column -> MLflow metric
     "flops_per_image": "cost/flops_per_image",
 }
 # The range each metric can take: intervals are clipped to it and plot axes span it.
-METRIC_RANGE = {m: ((-1.0, 1.0) if m == "mcc" else (0.0, 1.0)) for m in METRICS}
+METRIC_RANGE = {m: ((-1.0, 1.0) if m in ("mcc", "micro_mcc") else (0.0, 1.0)) for m in METRICS}
 # Source names as the report prints them: the suite schema's `none` is the scratch source.
 SOURCE_NAMES = {"none": "scratch"}
 SCRATCH = "scratch"

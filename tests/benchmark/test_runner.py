@@ -48,6 +48,8 @@ def test_all_cells_finish_and_report_is_written(tiny):
     table = pd.read_csv(tiny["work"] / "reports" / "tiny" / "leaderboard.csv")
     assert set(table["source"]) == {"scratch", "gen-general"}
     assert (table["n"] == 2).all()
+    # Medico 2018's micro scores beside the macro ones; no positive class was named, so no positive columns.
+    assert table["micro_mcc_mean"].notna().all() and table["pos_f1_mean"].isna().all()
     markdown = (tiny["work"] / "reports" / "tiny" / "leaderboard.md").read_text()
     assert "MCC" in markdown and "gen-general" in markdown and "±" in markdown
 
