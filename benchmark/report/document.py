@@ -18,6 +18,7 @@ import pandas as pd
 
 from benchmark.report import plots
 from benchmark.report import statistics as st
+from benchmark.report.external import external_section
 from benchmark.report.comparisons import NO_DIFFERENCE, comparisons, primary_test, row_label, winners
 from benchmark.report.render import Section, to_html
 from benchmark.report.render import to_markdown as sections_to_markdown
@@ -264,6 +265,7 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
         paired.tables.append(("", compared[["family", "a", "b", "test", "n", "difference", "low", "high", "effect_name", "effect",
                                              "p_value", "p_holm", "significant"]]))
     sections.append(paired)
+    sections.append(external_section(results, board))  # in-domain vs external scores, rank agreement (target.external)
     sections.append(rank_section(board, out_dir))
 
     per_class, confusion_images = per_class_and_confusion(results, board, out_dir) if len(board) else (pd.DataFrame(), [])
