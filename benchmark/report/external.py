@@ -31,7 +31,7 @@ TOP_COMPARED = 4  # rows below the external leader it is tested against
 
 def external_names(cells: pd.DataFrame) -> list[str]:
     """The external test sets the finished cells were scored on (their external/<name>/mcc columns)."""
-    return sorted({c.split("/")[1] for c in cells.columns if c.startswith(f"{EXTERNAL}/") and c.endswith("/mcc")})
+    return sorted({c.split("/")[1] for c in cells.columns if c.startswith(f"{EXTERNAL}/") and c.count("/") == 2 and c.endswith("/mcc")})
 
 
 def _row_cells(cells: pd.DataFrame, row) -> pd.DataFrame:
