@@ -13,6 +13,7 @@ from PIL import Image
 from scipy.stats import kendalltau, spearmanr
 from sklearn.metrics import accuracy_score, matthews_corrcoef
 
+from benchmark.cell.external import load_external
 from benchmark.cell.preflight import check_suite_data
 from benchmark.cell.route import load_cell_task
 from benchmark.cli import main
@@ -96,6 +97,8 @@ def test_split_official_folds_the_development_rows_and_holds_out_the_test_rows(t
     assert set(development.index["item"]) == set(development_part(full).index["item"]) == {
         i for i in full.index["item"] if i.startswith("train/")}
     assert set(test.index["item"]) == {i for i in full.index["item"] if i.startswith("test/")} and len(test.index) == 6
+    (name, external), = load_external(spec, development.meta, tmp_path)  # what every cell is scored on
+    assert name == "official-test" and set(external.index["item"]) == set(test.index["item"])
     with pytest.raises(DataError, match="no official test split"):
         development_part(load_task("gen-target"))
 
