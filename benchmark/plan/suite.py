@@ -241,6 +241,7 @@ def _external(entries: list | None, k: int, path: Path) -> list[dict]:
     """The external test sets as the spec records them (adapter defaults filled in); `split: official` needs k-fold."""
     out = []
     for j, e in enumerate(entries or []):
+        e = e.model_dump() if hasattr(e, "model_dump") else e  # the raw mapping, or schema.External once validated
         if e.get("split") == "official":
             if k == 0:
                 raise SuiteError(f"{path}: target.external[{j}] ({e['name']}): split: official with folds: official would "
