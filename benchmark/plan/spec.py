@@ -22,6 +22,11 @@ RECORDED_ONLY = ("allow_duplicates",)  # dataset options every adapter accepts t
 FORMAT = 2  # of identity; runs carry it as tag medtl.spec_format (benchmark.run.migrate converts format 1)
 
 
+def _canonical(entries) -> tuple[str, ...]:
+    """Mappings as sorted JSON (hashable, order of keys irrelevant); strings are kept as they are."""
+    return tuple(json.dumps(e, sort_keys=True, default=str) if not isinstance(e, str) else e for e in entries)
+
+
 def _frozen(mapping: dict | None) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((mapping or {}).items()))
 
@@ -50,6 +55,10 @@ class RunSpec:
     # Minority-class extensions of the training rows (tasks.data.extension): one canonical JSON
     # {dataset, path, options, classes} each, in the suite's order.
     extra_train: tuple[str, ...] = ()
+    # External test sets (suite key target.external; benchmark.cell.external): one canonical JSON each,
+    # {name, dataset, path, options} (another site's data) or {name, split: "official"} (the target's
+    # official test split, the cells then running k-fold on its development rows), in the suite's order.
+    external: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -57,10 +66,9 @@ class RunSpec:
 
     @staticmethod
     def build(*, task_options: dict | None = None, hparams: dict | None = None, members=(), extra_train=(),
-              **fields) -> "RunSpec":
+              external=(), **fields) -> "RunSpec":
         return RunSpec(task_options=_frozen(task_options), hparams=_frozen(hparams), members=tuple(sorted(members)),
-                       extra_train=tuple(json.dumps(e, sort_keys=True, default=str) if not isinstance(e, str) else e
-                                         for e in extra_train), **fields)
+                       extra_train=_canonical(extra_train), external=_canonical(external), **fields)
 
     @property
     def hp(self) -> dict[str, Any]:
@@ -76,12 +84,18 @@ class RunSpec:
         d["hparams"] = dict(self.hparams)
         d["members"] = list(self.members)
         d["extra_train"] = [json.loads(e) for e in self.extra_train]
+        d["external"] = [json.loads(e) for e in self.external]
         return d
 
     @property
     def extensions(self) -> list[dict[str, Any]]:
         """The minority-class extensions: {dataset, path, options, classes} each."""
         return [json.loads(e) for e in self.extra_train]
+
+    @property
+    def externals(self) -> list[dict[str, Any]]:
+        """The external test sets: {name, dataset, path, options} or {name, split: "official"} each."""
+        return [json.loads(e) for e in self.external]
 
     def identity(self) -> dict[str, Any]:
         """What the hash covers (see the module docstring)."""
@@ -101,6 +115,8 @@ class RunSpec:
             del d["members"]
         if not d["extra_train"]:  # added with minority-class extension: cells without one hash as before
             del d["extra_train"]
+        if not d["external"]:  # added with external validation: cells without an external set hash as before
+            del d["external"]
         if self.devices > 1:  # since issue 13 each device loads batch_size / devices rows (the global batch is kept)
             d["batch_per_device"] = "batch_size / devices"
         return d

@@ -22,6 +22,7 @@ from benchmark.report.comparisons import DEGENERATE, NO_DIFFERENCE, comparisons,
 from benchmark.report.floors import chance_floors, degenerate_rows, row_cells
 from benchmark.report.leaderboard import CI_NOTE, format_leaderboard, full_markdown, leaderboard, trains
 from benchmark.report.protocol import protocol_text
+from benchmark.report.external import external_section
 from benchmark.report.render import Section, to_html
 from benchmark.report.render import to_markdown as sections_to_markdown
 from benchmark.report.results import ROW_KEYS, SuiteResults
@@ -200,6 +201,7 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
         paired.tables.append(("", compared[["family", "a", "b", "test", "n", "difference", "low", "high", "effect_name", "effect",
                                              "p_value", "p_holm", "significant"]]))
     sections.append(paired)
+    sections.append(external_section(results, board))  # in-domain vs external scores, rank agreement (target.external)
     sections.append(rank_section(board, out_dir))
 
     per_class, confusion_images = per_class_and_confusion(results, board, out_dir) if len(board) else (pd.DataFrame(), [])

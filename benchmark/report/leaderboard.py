@@ -15,6 +15,7 @@ import pandas as pd
 
 from benchmark.report import statistics as st
 from benchmark.report.results import METRIC_RANGE, METRICS, ROW_KEYS, source_name
+from tracking.naming import EXTERNAL
 
 # Each name says how it is averaged (benchmark.report.results.METRICS): R_K, macro, micro (Medico 2018), positive class.
 COLUMN_NAMES = {"mcc": "MCC (R_K)", "f1": "F1 macro", "rec": "REC macro", "prec": "PREC macro", "spec": "SPEC macro",
@@ -68,6 +69,8 @@ def leaderboard(cells: pd.DataFrame) -> pd.DataFrame:
         for metric in METRICS:
             s = st.mean_ci(group[metric] if metric in group else [], bounds=METRIC_RANGE[metric])
             row.update({f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_low": s.low, f"{metric}_high": s.high})
+        for column in (c for c in group if c.startswith(f"{EXTERNAL}/") and c.count("/") == 2 and c.endswith("/mcc")):  # external sets
+            row[f"{column}_mean"] = group[column].mean()
         for extra in ("fps", "fit_seconds", "params", "flops_per_image"):
             row[f"{extra}_mean"] = group[extra].mean() if extra in group else np.nan
         if {"train_rows", "epochs_trained", "fit_seconds"} <= set(group):
@@ -109,6 +112,8 @@ def format_leaderboard(table: pd.DataFrame) -> pd.DataFrame:
             out[COLUMN_NAMES[metric]] = [_cell_text(*v) for v in table[[f"{metric}_{s}" for s in ("mean", "std", "low", "high")]].itertuples(index=False)]
     if "fraction" in out and out["fraction"].nunique() <= 1:
         out = out.drop(columns="fraction")
+    for column in (c for c in table if c.startswith(f"{EXTERNAL}/") and c.count("/") == 2 and c.endswith("/mcc_mean")):
+        out[f"MCC {column.split('/')[1]}"] = ["n/a" if pd.isna(v) else f"{v:.3f}" for v in table[column]]  # beside in-domain
     if "fps_mean" in table:
         out["FPS"] = ["" if pd.isna(v) else f"{v:.0f}" for v in table["fps_mean"]]
     out["n"] = table["n"]

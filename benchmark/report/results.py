@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tracking.runs import ERROR_TAG, HASH_TAG, search_runs
-from tracking.naming import SUITE_TAG
+from tracking.naming import EXTERNAL, SUITE_TAG
 
 ROW_KEYS = ("source", "backbone", "strategy", "fraction")
 CELL_KEYS = (*ROW_KEYS, "fold", "seed")
@@ -105,6 +105,8 @@ def _cell_row(run) -> dict:
                select=run.data.params.get("hparams.select", "last"), tuning=run.data.tags.get("medtl.tuning", "none"))
     for column, metric in RUN_METRICS.items():
         row[column] = float(run.data.metrics.get(metric, np.nan))
+    # External test sets (benchmark/cell/external.py): their metrics under their own names, external/<name>/mcc ...
+    row.update({k: float(v) for k, v in run.data.metrics.items() if k.startswith(f"{EXTERNAL}/")})
     return row
 
 
@@ -181,7 +183,8 @@ def load_results(client, *, suite=None, parent_run_id: str | None = None) -> Sui
     missing = list(blocking.values())
     cells = [_cell_row(finished[h]) for h, _, _ in expected if h in finished]
     missing += [_missing_row(keys, latest.get(h), waits_for=blocking.get(ref)) for h, keys, ref in expected if h not in finished]
-    cells_frame = pd.DataFrame(cells, columns=[*CELL_KEYS, "run_id", "spec_hash", "folds", "select", "tuning", *RUN_METRICS])
+    external = sorted({k for c in cells for k in c if k.startswith(f"{EXTERNAL}/")})
+    cells_frame = pd.DataFrame(cells, columns=[*CELL_KEYS, "run_id", "spec_hash", "folds", "select", "tuning", *RUN_METRICS, *external])
     missing_frame = pd.DataFrame(missing, columns=[*CELL_KEYS, "stage", "status", "error", "run_id"])
     return SuiteResults(name, experiment_id, cells_frame, missing_frame, suite is not None, client)
 
