@@ -23,6 +23,7 @@ from benchmark.report.floors import chance_floors, degenerate_rows, row_cells
 from benchmark.report.leaderboard import CI_NOTE, format_leaderboard, full_markdown, leaderboard, trains
 from benchmark.report.protocol import protocol_text
 from benchmark.report.external import external_section
+from benchmark.report.calibration import calibration_section
 from benchmark.report.render import Section, to_html
 from benchmark.report.render import to_markdown as sections_to_markdown
 from benchmark.report.results import ROW_KEYS, SuiteResults
@@ -209,6 +210,7 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
         "Confusion matrices summed over folds x seeds (rows: true class, columns: predicted), and the per-class metrics they give; "
         "CSVs in confusion_matrices/ and per_class.csv."], [("", per_class)], confusion_images)
     sections.append(classes)
+    sections.append(calibration_section(results, board, out_dir))  # ECE, Brier, NLL before/after T; reliability diagrams
     sections.append(Section("ROC curves", [] if len(board) else ["No predictions."], [], roc_images(results, board, out_dir) if len(board) else []))
 
     efficiency = Section("Data efficiency")
