@@ -31,6 +31,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,
                 default sqlite:///optuna.db) over the suite's hparams; see benchmark/tune/study.py
   tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
+  transferability  false: skip LogME / H-score of every source x backbone before fine-tuning (default true;
+                benchmark/cell/transferability.py)
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from benchmark.plan.schema import UniqueKeyLoader, error_message, hparam_errors,
 
 KNOWN_KEYS = {"name", "description", "target", "folds", "seeds", "fractions", "backbones", "strategies",
               "sources", "hparams", "image_size", "throughput", "precision", "devices", "num_workers",
-              "save_checkpoints", "hparams_from", "tune_budget"}
+              "save_checkpoints", "hparams_from", "tune_budget", "transferability"}
 
 
 class SuiteError(ValueError):
@@ -64,6 +66,7 @@ class Suite:
     save_checkpoints: bool = False  # keep the tested epoch's checkpoint as an artifact
     hparams_from: str = ""  # "optuna": cells use their row's best trial (benchmark/tune/study.py)
     tune_budget: int = 0  # trials per row tuned before the fine-tuning cells (0: no tuning)
+    transferability: bool = True  # score sources x backbones before fine-tuning (benchmark/cell/transferability.py)
 
     @property
     def finetune_cells(self) -> tuple[RunSpec, ...]:
@@ -107,7 +110,8 @@ def load_suite(path: Path | str) -> Suite:
             raise
         raise SuiteError(f"{path}: {exc}") from exc
     return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}), raw.get("num_workers", "auto"),
-                 bool(raw.get("save_checkpoints", False)), str(raw.get("hparams_from") or ""), int(raw.get("tune_budget") or 0))
+                 bool(raw.get("save_checkpoints", False)), str(raw.get("hparams_from") or ""), int(raw.get("tune_budget") or 0),
+                 bool(raw.get("transferability", True)))
 
 
 def validate(raw: dict, path: Path) -> None:
