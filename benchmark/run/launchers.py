@@ -35,7 +35,7 @@ import submitit
 from benchmark.run.preflight import check_output_folder
 from benchmark.run.runner import SuiteOutcome, prepare_suite, report_keeping_cells, run_claimed_cell
 from tracking.naming import suite_experiment
-from benchmark.run.signals import stop_on_signals, watch_launcher
+from benchmark.run.signals import ended_with_launcher, stop_on_signals
 from benchmark.plan.spec import RunSpec
 from benchmark.plan.suite import Suite
 from tracking import environment_tags, finished_runs_by_hash, start_run
@@ -118,9 +118,7 @@ def run_worker(settings: LaunchSettings, parent_id: str, hashes: list[str], *, e
                             "after the jobs were submitted). Fix: cancel these jobs and launch the suite again.")
     claims = Claims(ctx.client, experiment_id)
     outcome = SuiteOutcome(suite, parent_id)
-    with stop_on_signals():
-        if settings.watch_pid:
-            watch_launcher(settings.watch_pid)
+    with stop_on_signals(), ended_with_launcher(settings.watch_pid):
         try:
             claims.reap_stale()
             ctx.finished.update(finished_runs_by_hash(ctx.client, experiment_id))

@@ -72,6 +72,8 @@ def watch_launcher(pid: int, poll_s: float = 1.0, grace_s: float = 20.0) -> thre
     def watch() -> None:
         while not process_gone(pid):
             time.sleep(poll_s)
+        print(f"medtl worker {os.getpid()}: its launcher (pid {pid}) is gone; stopping (the running cell is recorded "
+              "KILLED; rerun the launch to resume).", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(grace_s)
         os._exit(128 + signal.SIGTERM)
@@ -79,3 +81,21 @@ def watch_launcher(pid: int, poll_s: float = 1.0, grace_s: float = 20.0) -> thre
     thread = threading.Thread(target=watch, name="medtl-launcher-watch", daemon=True)
     thread.start()
     return thread
+
+
+@contextmanager
+def ended_with_launcher(pid: int | None) -> Iterator[None]:
+    """Within the block, a worker stops once its launcher `pid` is gone (None: no launcher to watch, e.g. SLURM).
+    Once its cell is recorded KILLED it leaves at once: the interpreter's own shutdown (thread pools, loaders)
+    can take many seconds, while nobody waits for its result any more."""
+    if pid is None:
+        yield
+        return
+    watch_launcher(pid)
+    try:
+        yield
+    except Interrupted:
+        if process_gone(pid):
+            sys.stderr.flush()
+            os._exit(128 + signal.SIGTERM)
+        raise
