@@ -241,3 +241,16 @@ def test_fault(row: Row, tmp_path: Path, mlflow_uri: str, monkeypatch, capsys):
             assert made == [], "bad input must not create any MLflow run"
     assert not (tmp_path / "reports" / "tiny").exists()
     assert not (tmp_path / "optuna.db").exists() or code != 2 or "storage" not in row.id
+
+
+def test_the_optuna_storage_of_a_worker_gives_up_on_a_silent_server_within_its_bound():
+    """Past the command's check, a worker opens the storage itself (tracking.studies.open_storage): bounded too."""
+    import sqlalchemy
+
+    from tracking.studies import open_storage
+
+    with silent_listener() as port:
+        started = time.monotonic()
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="timeout expired"):
+            open_storage.__wrapped__(PG.format(port=port))
+        assert time.monotonic() - started < SERVICE_BOUND_S
