@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any
 
 STAGES = ("pretrain", "finetune")
+RECORDED_ONLY = ("allow_duplicates",)  # dataset options every adapter accepts that never change a result
 FORMAT = 2  # of identity; runs carry it as tag medtl.spec_format (benchmark.run.migrate converts format 1)
 
 
@@ -90,8 +91,11 @@ class RunSpec:
 
         d = self.to_dict()
         card = dataset_card(self.task)
+        # `allow_duplicates` only permits a release's own copies (BreastMNIST's train/test pair): what trains is the
+        # same, so it is recorded with the run's params but is not identity.
         d["task_options"] = {k: v for k, v in d["task_options"].items()
-                             if k not in card.settings and not (k in card.neutral and card.neutral[k] == v)}
+                             if k not in card.settings and k not in RECORDED_ONLY
+                             and not (k in card.neutral and card.neutral[k] == v)}
         d["hparams"] = identity(get_strategy(self.strategy).table, d["hparams"])
         if not d["members"]:  # added with ensembles: cells that are not ensembles hash as before
             del d["members"]
