@@ -32,7 +32,8 @@ def _suite_path(value: str) -> Path:
 
 
 def _data_root(value: str | None) -> Path | None:
-    value = value or os.environ.get("MEDTL_DATA")
+    from tracking import settings
+    value = value or settings.read("MEDTL_DATA")
     return Path(value) if value else None
 
 
@@ -42,8 +43,7 @@ def cmd_benchmark(args) -> int:
 
     check_accelerator(args.accelerator)  # before the first cell, not once per cell
     for folder, flag in ((args.report_dir, "--report-dir"), (args.launcher and args.jobs_folder, "--jobs-folder")):
-        if folder:
-            check_output_folder(folder, flag)
+        folder and check_output_folder(folder, flag)
     if args.launcher:
         return _launch(args)
     if args.workers is not None:
@@ -80,7 +80,6 @@ def cmd_report(args) -> int:
     from tracking.store import open_store
 
     from benchmark.run.preflight import check_output_folder
-
     args.report_dir and not args.ui_link and check_output_folder(args.report_dir, "--out")  # before reading any run
     store = open_store(args.tracking_uri, create=False)  # an absent store: nothing to report, nothing created
     suite = None if is_run_id(args.suite) else load_suite(_suite_path(args.suite))
@@ -125,7 +124,6 @@ def cmd_throughput(args) -> int:
     from tracking.environment import environment_tags
 
     from benchmark.run.preflight import check_output_folder
-
     check_output_folder(args.out_dir, "--out-dir")  # before the measurements, not after them
     names = args.backbones.split(",") if args.backbones else list_backbones()
     sweep = args.batch_sizes or [args.batch_size]
@@ -194,8 +192,9 @@ def _log_throughput(table, uri: str) -> None:
 def cmd_server(args) -> int:
     """medtl server --backend-store-uri URL [--host 127.0.0.1] [--port 5000] [--auth] (benchmark/run/server.py)."""
     from benchmark.run.server import DB_ENV, ServerError, ServerSettings, serve
+    from tracking import settings
 
-    settings = ServerSettings(backend_store_uri=args.backend_store_uri or os.environ.get(DB_ENV, ""),
+    settings = ServerSettings(backend_store_uri=args.backend_store_uri or settings.read(DB_ENV) or "",
                               artifacts_destination=args.artifacts_destination, host=args.host, port=args.port,
                               workers=args.workers, auth=args.auth, allowed_hosts=args.allowed_hosts)
     try:
@@ -236,7 +235,7 @@ def cmd_tune(args) -> int:
     from benchmark.plan.suite import load_suite
     from benchmark.run.preflight import check_accelerator
     from benchmark.run.signals import stop_on_signals
-    from benchmark.tune.study import TuneSettings, TuningFailed, tune_suite
+    from benchmark.tune.study import TuneSettings, TuningFailed, interrupted_message, tune_suite
     from tracking.runs import Interrupted
     from tracking.studies import check_storage
 
@@ -254,9 +253,7 @@ def cmd_tune(args) -> int:
         print(f"medtl: error: {exc}", file=sys.stderr)
         return 1
     except Interrupted as exc:
-        print(f"medtl: {'SIGTERM' if exc.exit_code == 143 else 'interrupted (SIGINT)'}; the running trial is recorded FAIL (its MLflow run KILLED) and the study run "
-              f"KILLED. Rerun the same command to resume: the study goes on to its budget of {budget} (FAIL trials do "
-              "not count).", file=sys.stderr)
+        print(interrupted_message(exc, budget), file=sys.stderr)
         return exc.exit_code
     return 0 if all(any(t.state.name == "COMPLETE" for t in s.trials) for s in studies) else 1
 
@@ -358,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a refused argument (2, message printed); a code, not an exit
+        return int(exc.code or 0)
     from backbones import BackboneError
     from benchmark.plan.suite import SuiteError
     from benchmark.tune.study import TuningFailed  # optuna itself is imported only when a study runs
@@ -369,10 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     from tracking.store import tracking_uri
     from tracking.runs import Interrupted
 
+    from tracking.settings import SettingError, check_all
+
     bound_service_clients()  # no client of MLflow or a database waits without limit
     try:
+        check_all()  # every MEDTL_* / MLFLOW_TRACKING_URI value, before anything reads one deep inside
         return int(args.func(args) or 0)
-    except (SuiteError, DataError, BackboneError, StoreError, PreflightError) as exc:
+    except (SuiteError, DataError, BackboneError, StoreError, PreflightError, SettingError) as exc:
         print(f"medtl: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TuningFailed as exc:  # a suite's tune_budget study whose trials keep failing (its run is FAILED)

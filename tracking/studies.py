@@ -20,7 +20,9 @@ SQLITE_TIMEOUT_S = 120  # several processes on one sqlite file wait for its writ
 
 
 def storage_url(value: str | None = None) -> str:
-    return value or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    from tracking import settings
+
+    return value or settings.read(STORAGE_ENV) or DEFAULT_STORAGE
 
 
 def storage_source(value: str | None = None) -> str:

@@ -375,7 +375,9 @@ def settings_from(args, suite_path: Path, tracking: str | None) -> LaunchSetting
     uri = tracking_uri(tracking)
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
-    data_root = args.data_root or os.environ.get("MEDTL_DATA")
+    from tracking import settings
+
+    data_root = args.data_root or settings.read("MEDTL_DATA")
     folder = Path(args.jobs_folder or Path(".medtl_jobs")).absolute()
     return LaunchSettings(suite_path=str(suite_path.absolute()), tracking_uri=uri, workers=args.workers,
                           data_root=str(Path(data_root).absolute()) if data_root else None,

@@ -25,6 +25,7 @@ def number(kind: type, minimum: float, *, fix: str, above: bool = False, maximum
     """An argparse `type=`: `kind` (int or float) >= `minimum` (> with `above`), <= `maximum`; else the valid range
     and `fix`. Zero is never silently "not given": a flag's absence is its default, a given 0 is checked."""
     word = "a whole number" if kind is int else "a number"
+    flag = fix.split()[0] + " " if fix.startswith("--") else ""  # the message repeats the flag with the value given
     valid = f"{'>' if above else '>='} {minimum:g}" + (f" and <= {maximum:g}" if maximum is not None else "")
 
     def parse(text: str):
@@ -33,7 +34,7 @@ def number(kind: type, minimum: float, *, fix: str, above: bool = False, maximum
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {word}; valid: {word} {valid}. Fix: {fix}") from None
         if value != value or (value <= minimum if above else value < minimum) or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"{text} is out of range; valid: {valid}. Fix: {fix}")
+            raise argparse.ArgumentTypeError(f"{flag}{text} is out of range; valid: {valid}. Fix: {fix}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its own messages

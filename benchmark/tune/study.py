@@ -213,6 +213,13 @@ def failed_study(study, settings: TuneSettings) -> TuningFailed:
         "trial's error is tag medtl.error of its MLflow run), then rerun the same command: failed trials do not use the budget.")
 
 
+def interrupted_message(exc, budget: int) -> str:
+    """What `medtl tune` says when SIGINT / SIGTERM (`exc`, tracking.runs.Interrupted) stopped it."""
+    name = "SIGTERM" if exc.exit_code == 143 else "interrupted (SIGINT)"
+    return (f"medtl: {name}; the running trial is recorded FAIL (its MLflow run KILLED) and the study run KILLED. Rerun "
+            f"the same command to resume: the study goes on to its budget of {budget} (FAIL trials do not count).")
+
+
 def _worker_process(index: int, *args) -> None:
     """A spawned worker: failed trials end it with EXIT_TRIALS_FAILED (the parent reports them), not a traceback;
     SIGINT / SIGTERM end its trial FAIL (run KILLED) and it with 130 / 143."""
