@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -32,11 +31,13 @@ def _suite_path(value: str) -> Path:
 
 
 def _data_root(value: str | None) -> Path | None:
-    value = value or os.environ.get("MEDTL_DATA")
+    from tracking import settings
+    value = value or settings.read("MEDTL_DATA")
     return Path(value) if value else None
 
 
 def cmd_benchmark(args) -> int:
+    from benchmark.run.preflight import check_accelerator, check_output_folder
     from benchmark.run.runner import run_suite
 
     if args.dry_run:  # validate and expand only: no image is read, no run is created
@@ -44,6 +45,9 @@ def cmd_benchmark(args) -> int:
 
         print(cell_table(load_suite(_suite_path(args.suite))))
         return 0
+    check_accelerator(args.accelerator)  # before the first cell, not once per cell
+    for folder, flag in ((args.report_dir, "--report-dir"), (args.launcher and args.jobs_folder, "--jobs-folder")):
+        folder and check_output_folder(folder, flag)
     if args.launcher:
         return _launch(args)
     if args.workers is not None:
@@ -79,6 +83,8 @@ def cmd_report(args) -> int:
     from tracking import ensure_experiment
     from tracking.store import open_store
 
+    from benchmark.run.preflight import check_output_folder
+    args.report_dir and not args.ui_link and check_output_folder(args.report_dir, "--out")  # before reading any run
     store = open_store(args.tracking_uri, create=False)  # an absent store: nothing to report, nothing created
     suite = None if is_run_id(args.suite) else load_suite(_suite_path(args.suite))
     if args.ui_link:
@@ -111,85 +117,12 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_throughput(args) -> int:
-    import pandas as pd
-    import torch
-
-    from backbones import create_backbone, list_backbones
-    from benchmark.speed.cost import flops_per_image
-    from benchmark.speed.throughput import device_peak, fraction_of_peak, measure_fps, measure_latency, measure_training, write_results
-    from tasks.training.speed import warn_precision
-    from tracking.environment import environment_tags
-
-    names = args.backbones.split(",") if args.backbones else list_backbones()
-    sweep = [int(b) for b in (args.batch_sizes or str(args.batch_size)).split(",")]
-    warn_precision(args.precision, "cpu" if (args.device or "").startswith("cpu") else "auto")
-    common = dict(precision=args.precision, device=args.device, memory_format=args.memory_format)
-    rows = []
-    for name in names:
-        net = create_backbone(name, "scratch")  # weights do not change speed
-        size = max(args.image_size, net.input_config.min_size)
-        flops = flops_per_image(net, size)
-        for batch in sweep:
-            r = measure_fps(net, image_size=size, batch_size=batch, warmup=args.warmup, batches=args.batches,
-                            compile=args.compile, **common)
-            peak = device_peak(r.device, args.precision, r.threads)
-            rows.append({"backbone": name, "mode": "inference", "batch_size": batch, "img_s": round(r.fps, 2),
-                         "flops_per_image": flops, "fraction_of_peak": fraction_of_peak(flops, r.fps, peak),
-                         "peak_flops": peak.flops, "peak_source": peak.source,
-                         **{k.split(".", 1)[1]: v for k, v in r.params().items() if k != "throughput.batch_size"}})
-            print(f"{name:>16} inference bs{batch:<4}: {r.fps:9.1f} img/s  ({rows[-1]['fraction_of_peak']:.1%} of peak, "
-                  f"{peak.source})", flush=True)
-        base = {k: v for k, v in rows[-1].items() if k not in ("mode", "batch_size", "img_s", "fraction_of_peak")}
-        lat = measure_latency(net, image_size=size, warmup=args.warmup, repeats=max(args.batches, 10), **common)
-        rows.append({**base, "mode": "latency", "batch_size": 1, **{k: round(v, 3) for k, v in lat.items()}})
-        print(f"{name:>16} latency bs1   : p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms", flush=True)
-        if not args.no_training:
-            fps = measure_training(net, image_size=size, batch_size=max(sweep), warmup=args.warmup, batches=args.batches,
-                                   compile=args.compile, **common)
-            rows.append({**base, "mode": "training", "batch_size": max(sweep), "img_s": round(fps, 2), "compiled": args.compile,
-                         "fraction_of_peak": fraction_of_peak(3 * flops, fps, peak)})
-            print(f"{name:>16} training bs{max(sweep):<5}: {fps:9.1f} img/s (forward + backward + Adam step)", flush=True)
-    table = pd.DataFrame(rows)
-    tags = environment_tags()
-    table["torch"] = tags["medtl.version.torch"]
-    table["git_sha"] = tags["medtl.git_sha"]
-    table["load_avg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    device = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).replace(":", "")
-    layout = table["memory_format"].iloc[0] if args.memory_format == "auto" and len(table) else args.memory_format
-    # The file name carries the conditions, so results from different settings never overwrite each other.
-    out = write_results(table, args.out_dir, f"throughput_{device}_{args.image_size}px_{args.precision}_{layout}"
-                                             f"{'_compiled' if args.compile else ''}_t{torch.get_num_threads()}.csv")
-    if args.tracking_uri:
-        _log_throughput(table, args.tracking_uri)
-    print(table.drop(columns=["peak_source", "git_sha"]).to_markdown(index=False))
-    print(f"Written to {out}. Model work only, random input, after {args.warmup} warm-up batches; training FLOPs "
-          "taken as 3x inference.")
-    return 0
-
-
-def _log_throughput(table, uri: str) -> None:
-    """One MLflow run per (backbone, mode, batch) in experiment `throughput`: numbers as metrics, conditions as tags."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name("throughput")
-    experiment = found.experiment_id if found else client.create_experiment("throughput")
-    measures = ("img_s", "p50_ms", "p95_ms", "fraction_of_peak", "flops_per_image")
-    for row in table.to_dict("records"):
-        tags = {f"throughput.{k}": str(v) for k, v in row.items() if k not in measures}
-        run = client.create_run(experiment, run_name=f"{row['backbone']} {row['mode']} bs{row['batch_size']}", tags=tags)
-        for k in measures:
-            if k in row and row[k] == row[k]:
-                client.log_metric(run.info.run_id, k, float(row[k]))
-        client.set_terminated(run.info.run_id)
-
-
 def cmd_server(args) -> int:
     """medtl server --backend-store-uri URL [--host 127.0.0.1] [--port 5000] [--auth] (benchmark/run/server.py)."""
     from benchmark.run.server import DB_ENV, ServerError, ServerSettings, serve
+    from tracking import settings
 
-    settings = ServerSettings(backend_store_uri=args.backend_store_uri or os.environ.get(DB_ENV, ""),
+    settings = ServerSettings(backend_store_uri=args.backend_store_uri or settings.read(DB_ENV) or "",
                               artifacts_destination=args.artifacts_destination, host=args.host, port=args.port,
                               workers=args.workers, auth=args.auth, allowed_hosts=args.allowed_hosts)
     try:
@@ -228,23 +161,34 @@ def cmd_list(args) -> int:
 def cmd_tune(args) -> int:
     """medtl tune SUITE [--n-trials N] [--storage URL|FILE] [--workers N] [--timeout S] (benchmark/tune/study.py)."""
     from benchmark.plan.suite import load_suite
-    from benchmark.tune.study import TuneSettings, TuningFailed, tune_suite
-    from tracking.studies import storage_url
+    from benchmark.run.preflight import check_accelerator
+    from benchmark.run.signals import stop_on_signals
+    from benchmark.tune.study import TuneSettings, TuningFailed, interrupted_message, tune_suite
+    from tracking.runs import Interrupted
+    from tracking.studies import check_storage
 
+    check_accelerator(args.accelerator)
+    storage = check_storage(args.storage)  # seconds, before the suite (hparams_from: optuna) or any run reads it
     suite = load_suite(_suite_path(args.suite))
-    budget = args.n_trials or suite.tune_budget or 20
-    settings = TuneSettings(storage=storage_url(args.storage), n_trials=budget, timeout=args.timeout, workers=args.workers,
+    budget = args.n_trials if args.n_trials is not None else suite.tune_budget or 20
+    settings = TuneSettings(storage=storage, n_trials=budget, timeout=args.timeout, workers=args.workers,
                             pruner=args.pruner, seed=args.seed, tracking_uri=args.tracking_uri,
                             data_root=_data_root(args.data_root), accelerator=args.accelerator)
     try:
-        studies = tune_suite(suite, settings)
+        with stop_on_signals():  # Lightning would turn Ctrl-C into exit 1 and leave the trial RUNNING
+            studies = tune_suite(suite, settings)
     except TuningFailed as exc:  # the study's parent run is recorded FAILED with the same message
         print(f"medtl: error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(interrupted_message(exc, budget), file=sys.stderr)
+        return exc.exit_code
     return 0 if all(any(t.state.name == "COMPLETE" for t in s.trials) for s in studies) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from benchmark.run.preflight import number  # flags with a valid range: refused with it, exit 2
+
     parser = argparse.ArgumentParser(prog="medtl", description="Transfer-learning benchmark for medical image classification.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -259,12 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     scale = bench.add_argument_group("launchers", "spread the cells over workers that share the MLflow store "
                                      "(benchmark/run/launchers.py; README, 'Beyond one machine')")
     scale.add_argument("--launcher", help="local: worker processes here, then the report; slurm: submit job arrays (submitit) and return")
-    scale.add_argument("--workers", type=int, help="local: worker processes; slurm: array tasks running at once (default 2)")
+    scale.add_argument("--workers", type=number(int, 1, fix="--workers 2"), help="local: worker processes; slurm: array tasks running at once (default 2)")
     scale.add_argument("--jobs-folder", help="submitit's job files and logs (default .medtl_jobs; on SLURM a shared folder)")
-    scale.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit per job, minutes (default 1440); a "
+    scale.add_argument("--timeout-min", type=number(int, 1, fix="--timeout-min 240 (4 h)"), default=24 * 60, help="time limit per job, minutes (default 1440); a "
                        "job past it is requeued and resumes")
     scale.add_argument("--slurm-partition", help="SLURM partition (default: the cluster's default)")
-    scale.add_argument("--cpus-per-cell", type=int, help="SLURM --cpus-per-task (default: the cluster's default)")
+    scale.add_argument("--cpus-per-cell", type=number(int, 1, fix="--cpus-per-cell 8, or leave it out"), help="SLURM --cpus-per-task (default: the cluster's default)")
     bench.set_defaults(func=cmd_benchmark)
 
     report = sub.add_parser("report", help="rebuild a suite's report (leaderboard, tests, plots, report.html) from MLflow")
@@ -274,34 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--ui-link", metavar="BASE_URL", help="only print the MLflow UI link to the suite's runs table")
     report.set_defaults(func=cmd_report)
 
-    perf = sub.add_parser("throughput", help="inference img/s over a batch sweep, latency, training img/s, FLOPs and "
-                          "fraction of peak per backbone, with their conditions (make perf)")
-    perf.add_argument("--backbones", help="comma-separated names (default: all)")
-    perf.add_argument("--image-size", type=int, default=224)
-    perf.add_argument("--batch-size", type=int, default=16, help="one batch size (see --batch-sizes)")
-    perf.add_argument("--batch-sizes", help="inference sweep, e.g. 1,8,32 (default: --batch-size); training uses the largest")
-    perf.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
-    perf.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
-                      help="auto: channels_last for convnets")
-    perf.add_argument("--compile", action="store_true", help="torch.compile the inference forward and the training step (off by default)")
-    perf.add_argument("--no-training", action="store_true", help="skip the training img/s measurement")
-    perf.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    perf.add_argument("--warmup", type=int, default=2)
-    perf.add_argument("--batches", type=int, default=5)
-    perf.add_argument("--tracking-uri", help="also log each row as an MLflow run (experiment 'throughput')")
-    perf.add_argument("--out-dir", default="reports/throughput")
-    perf.set_defaults(func=cmd_throughput)
 
     tune = sub.add_parser("tune", help="Optuna studies: tune every row of a suite on validation rows (resumable)")
     tune.add_argument("suite", help="suite YAML, or the name of a built-in suite (tune-smoke)")
-    tune.add_argument("--n-trials", type=int, help="each study's total budget, counting trials already in the storage "
+    tune.add_argument("--n-trials", type=number(int, 1, fix="--n-trials 20, or leave it out for the suite's tune_budget"), help="each study's total budget, counting trials already in the storage "
                                                      "(default: the suite's tune_budget, else 20)")
     tune.add_argument("--storage", help="Optuna RDB URL (sqlite:///optuna.db, postgresql+psycopg2://user@host/db) or a journal "
                                         "file path (no '://') (default $MEDTL_OPTUNA_STORAGE or sqlite:///optuna.db)")
-    tune.add_argument("--workers", type=int, default=1, help="worker processes per study (default 1)")
-    tune.add_argument("--timeout", type=float, help="seconds after which a worker takes no new trial")
+    tune.add_argument("--workers", type=number(int, 1, fix="--workers 2"), default=1, help="worker processes per study (default 1)")
+    tune.add_argument("--timeout", type=number(float, 0, above=True, fix="--timeout 3600, or leave it out (no limit)"), help="seconds after which a worker takes no new trial")
     tune.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"))
-    tune.add_argument("--seed", type=int, default=0, help="TPE sampler seed (worker i uses seed + i)")
+    tune.add_argument("--seed", type=number(int, 0, maximum=2**32 - 1, fix="--seed 0"), default=0, help="TPE sampler seed (worker i uses seed + i)")
     tune.add_argument("--data-root", help="folder holding the datasets (default $MEDTL_DATA)")
     tune.add_argument("--tracking-uri")
     tune.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
@@ -314,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--artifacts-destination", default="./mlartifacts", help="where the server keeps artifacts "
                         "(a folder or s3://...; default ./mlartifacts)")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    server.add_argument("--port", type=int, default=5000)
-    server.add_argument("--workers", type=int, default=4, help="server worker processes (default 4)")
+    server.add_argument("--port", type=number(int, 1, maximum=65535, fix="--port 5000"), default=5000)
+    server.add_argument("--workers", type=number(int, 1, fix="--workers 4"), default=4, help="server worker processes (default 4)")
     server.add_argument("--auth", action="store_true", help="MLflow's basic-auth app (needs mlflow[auth] and "
                         "MLFLOW_FLASK_SERVER_SECRET_KEY)")
     server.add_argument("--allowed-hosts", help="Host headers to accept, e.g. mlflow.lab:5000 (default: localhost and "
@@ -334,28 +261,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     from benchmark.data_cli import add_data_commands
     from benchmark.score_cli import add_score_command
+    from benchmark.throughput_cli import add_throughput_command
 
+    add_throughput_command(sub)
     add_data_commands(sub)
     add_score_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a refused argument (2, message printed); a code, not an exit
+        return int(exc.code or 0)
     from backbones import BackboneError
     from benchmark.plan.suite import SuiteError
     from benchmark.tune.study import TuningFailed  # optuna itself is imported only when a study runs
     from tasks.data import DataError
     from tracking.preflight import StoreError
+    from benchmark.run.preflight import PreflightError
+    from tracking.preflight import bound_service_clients, lost_store
+    from tracking.store import tracking_uri
     from tracking.runs import Interrupted
 
+    from tracking.settings import SettingError, check_all
+
+    bound_service_clients()  # no client of MLflow or a database waits without limit
     try:
+        check_all()  # every MEDTL_* / MLFLOW_TRACKING_URI value, before anything reads one deep inside
         return int(args.func(args) or 0)
-    except (SuiteError, DataError, BackboneError, StoreError) as exc:
+    except (SuiteError, DataError, BackboneError, StoreError, PreflightError, SettingError) as exc:
         print(f"medtl: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TuningFailed as exc:  # a suite's tune_budget study whose trials keep failing (its run is FAILED)
         print(f"medtl: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a lost tracking store gets one message; anything else is a bug to show
+        if (message := lost_store(exc, tracking_uri(getattr(args, "tracking_uri", None)))) is None:
+            raise
+        print(f"medtl: error: {message}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted) as exc:
         name = "SIGTERM" if isinstance(exc, Interrupted) and exc.exit_code == 143 else "interrupted (SIGINT)"

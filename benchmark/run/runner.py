@@ -34,13 +34,14 @@ class SuiteOutcome:
     skipped: list[RunSpec] = field(default_factory=list)
     failed: list[tuple[RunSpec, str]] = field(default_factory=list)
     elsewhere: list[RunSpec] = field(default_factory=list)  # claimed by another live worker (or finished meanwhile)
+    report_error: str = ""  # why the report could not be written (the cells stay FINISHED; `medtl report` retries)
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)
     report_paths: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.report_error else 0
 
 
 def cell_tags(spec: RunSpec, suite: Suite) -> dict[str, str]:
@@ -83,8 +84,12 @@ def run_suite(
     (StoreError) and every dataset loaded and checked (DataError). SIGINT / SIGTERM raise
     `Interrupted`: the running cell and the parent run end KILLED.
     """
+    from benchmark.run.preflight import check_output_folder
+
     started = time.perf_counter()
     suite, ctx, experiment_id = prepare_suite(suite_path, data_root=data_root, uri=uri, accelerator=accelerator)
+    # Before the first cell: a report folder that cannot be written would fail only after the last one.
+    check_output_folder(report_dir or Path("reports") / suite.name, "--report-dir")
     client = ctx.client
     claims = Claims(client, experiment_id)
     with stop_on_signals():
@@ -116,7 +121,7 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
                 bar.set_postfix_str(spec.label)
                 run_claimed_cell(spec, ctx, claims, experiment_id, parent_id, outcome)
                 bar.update(1)
-        status = write_suite_report(outcome, ctx, parent_id, report_dir, echo)
+        status = report_keeping_cells(outcome, ctx, parent_id, report_dir, echo)
     except BaseException:
         status = "KILLED"
         raise
@@ -178,6 +183,20 @@ def write_suite_report(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, 
         for spec, error in outcome.failed:
             echo(f"  {spec.label} [{spec.hash}]: {error}")
     return status
+
+
+def report_keeping_cells(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, report_dir: Path | None, echo) -> str:
+    """`write_suite_report`, where a failure to write the report costs no finished cell: the cells stay FINISHED,
+    the suite run ends FAILED with the reason, and the message says how to write the report again."""
+    try:
+        return write_suite_report(outcome, ctx, parent_id, report_dir, echo)
+    except Exception as exc:  # noqa: BLE001 - disk full, a folder gone read-only, a plot library error
+        out_dir = report_dir or Path("reports") / outcome.suite.name
+        outcome.report_error = f"{type(exc).__name__}: {exc}"
+        echo(f"The report could not be written to {out_dir}/ ({outcome.report_error}). The {len(outcome.ran)} cell(s) "
+             f"that ran are FINISHED in MLflow and kept (a rerun skips them). Fix: `medtl report {outcome.suite.path} "
+             "--out DIR` with a folder you can write to.")
+        return "FAILED"
 
 
 def _cells_in_order(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, echo):

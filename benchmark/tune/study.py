@@ -145,6 +145,9 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
         client.set_tag(parent_id, ERROR_TAG, str(error)[:4000])
         client.set_terminated(parent_id, "FAILED")
         raise error from None
+    except BaseException:  # Ctrl-C / SIGTERM while connecting: the study run must not stay RUNNING
+        client.set_terminated(parent_id, "KILLED")
+        raise
     study.set_user_attr("cell", row.spec.label)
     for number in fail_dead_trials(study):
         echo(f"{row.name}: trial {number} was left RUNNING by a process that is gone; marked FAIL.")
@@ -165,8 +168,15 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
             procs = [context.Process(target=_worker_process, args=(i, *args)) for i in range(settings.workers)]
             for proc in procs:
                 proc.start()
-            for proc in procs:
-                proc.join()
+            try:
+                for proc in procs:
+                    proc.join()
+            except BaseException:  # Ctrl-C / SIGTERM here: each worker records its trial FAIL and its run KILLED
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.join(60)
+                raise
             bad = [p.exitcode for p in procs if p.exitcode]
             if EXIT_TRIALS_FAILED in bad:
                 raise failed_study(optuna.load_study(study_name=row.name, storage=storage), settings)
@@ -203,12 +213,33 @@ def failed_study(study, settings: TuneSettings) -> TuningFailed:
         "trial's error is tag medtl.error of its MLflow run), then rerun the same command: failed trials do not use the budget.")
 
 
+def interrupted_message(exc, budget: int) -> str:
+    """What `medtl tune` says when SIGINT / SIGTERM (`exc`, tracking.runs.Interrupted) stopped it."""
+    name = "SIGTERM" if exc.exit_code == 143 else "interrupted (SIGINT)"
+    return (f"medtl: {name}; the running trial is recorded FAIL (its MLflow run KILLED) and the study run KILLED. Rerun "
+            f"the same command to resume: the study goes on to its budget of {budget} (FAIL trials do not count).")
+
+
 def _worker_process(index: int, *args) -> None:
-    """A spawned worker: failed trials end it with EXIT_TRIALS_FAILED (the parent reports them), not a traceback."""
+    """A spawned worker: failed trials end it with EXIT_TRIALS_FAILED (the parent reports them), not a traceback;
+    SIGINT / SIGTERM end its trial FAIL (run KILLED) and it with 130 / 143."""
+    import signal
+
+    from tracking.runs import Interrupted
+
+    def stop(signum, frame):
+        for s in (signal.SIGINT, signal.SIGTERM):  # once: the second signal must not cut the recording short
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, stop)
     try:
         work(index, *args)
     except TuningFailed:
         sys.exit(EXIT_TRIALS_FAILED)
+    except Interrupted as exc:
+        sys.exit(exc.exit_code)
 
 
 
@@ -248,6 +279,10 @@ def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, expe
                 print(f"{row.name}: trial {trial.number} FAILED: {error}", flush=True)
                 if failures >= MAX_FAILURES:  # FAIL trials do not use the budget: a broken objective would loop
                     raise failed_study(study, settings) from None
+            except BaseException as exc:  # Ctrl-C / SIGTERM (Interrupted): FAIL, not RUNNING until a rerun reaps it
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
             else:
                 study.tell(trial, value)
                 failures = 0
