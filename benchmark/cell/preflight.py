@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmark.cell.external import load_external
 from benchmark.cell.route import load_cell_task
+from benchmark.plan.checks import positive_class_error
 from benchmark.plan.spec import RunSpec
 from tasks.data import DataError
 from tasks.data.checks import check_task
@@ -72,4 +73,6 @@ def check_suite_data(cells: tuple[RunSpec, ...], data_root: Path | None, cache: 
             raise DataError(f"{where}: folds: official, but {task.meta.name} has no official split. Fix: set "
                             f"{'folds' if where == 'target' else where + '.folds'} to a number of folds (e.g. 5).")
         load_external(spec, task.meta, data_root)  # each external set: its path, its class names against the target's
+        if spec.positive_class and (problem := positive_class_error(spec.positive_class, list(task.meta.class_names))):
+            raise DataError(f"{where}: {problem}")
     return len(seen)
