@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -98,10 +99,10 @@ def cmd_report(args) -> int:
         return 2
     out_dir = Path(args.report_dir) if args.report_dir else Path("reports") / results.name
     report = build_report(results, out_dir)
-    print(to_markdown(report.leaderboard, f"Leaderboard: {results.name}"))
+    print(to_markdown(report.leaderboard, f"Leaderboard: {results.name}", report_dir=out_dir))
     for line in report.winners.itertuples() if len(report.winners) else ():
-        print(f"{line.question} ({line.within}): {line.best} by {line.margin_mcc:+.3f} MCC over {line.runner_up}, "
-              f"Holm p = {line.p_holm:.3g}: {line.verdict}")
+        print(textwrap.fill(f"{line.question} ({line.within}): {line.best} by {line.margin_mcc:+.3f} MCC over "
+                            f"{line.runner_up}, Holm p = {line.p_holm:.3g}: {line.verdict}", width=120, subsequent_indent="  "))
     expected = len(suite.finetune_cells) if suite else len(results.cells) + len(results.missing)
     print(f"{len(results.cells)} of {expected} fine-tuning cells finished; report in {out_dir}/ (report.html, report.md).")
     for row in results.missing.itertuples():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tracking import settings
 from tracking.naming import TRIAL_STATE_TAG, TUNING_SUFFIX
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
@@ -39,7 +39,7 @@ def ui_view(name: str) -> str:
 
 def tracking_uri(uri: str | None = None) -> str:
     """Explicit `uri`, else `$MLFLOW_TRACKING_URI`, else the embedded SQLite file in the cwd."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    return uri or settings.read("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def ui_runs_url(experiment_id: str, base_url: str = UI_BASE_URL) -> str:

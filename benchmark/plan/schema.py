@@ -88,11 +88,36 @@ class ExtraTrain(_Strict):
     classes: Annotated[list[str], Field(min_length=1)]
 
 
+class External(_Strict):
+    """An external test set (benchmark/cell/external.py): another site's data with the target's class names,
+    or `split: official`, the target's own official test split (the cells then run k-fold on its other rows)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]  # names its metrics external/<name>/* and artifacts
+    dataset: str | None = None  # a registered dataset name
+    path: str = ""  # under --data-root
+    options: dict[str, Any] | None = None  # adapter options
+    split: Literal["official"] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "External":
+        if (self.dataset is None) == (self.split is None):
+            raise ValueError("give either 'dataset' (another site's data) or 'split: official' (the target's official "
+                             "test split), not both and not neither")
+        return self
+
+
 class Target(_Strict):
     dataset: str  # a registered dataset name (checked against the registry afterwards)
     path: str = ""  # under --data-root; "" for generated data
     options: dict[str, Any] | None = None  # adapter options (checked against the adapter afterwards)
     extra_train: list[ExtraTrain] | None = None  # tasks/data/extension.py
+    external: list[External] | None = None  # external test sets every fine-tuning cell is also scored on
+
+    @field_validator("external")
+    @classmethod
+    def _distinct_names(cls, external: list[External] | None) -> list[External] | None:
+        _unique([e.name for e in external or []], "external set name")
+        return external
 
 
 class Pretrain(_Strict):
@@ -179,7 +204,9 @@ FIXES = {
     "num_workers": "write an integer >= 0 (DataLoader worker processes) or auto",
     "save_checkpoints": "write true or false",
     "extra_train": "give a list of {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, classes: [TARGET-CLASS, ...]}",
-    "target": "give target: {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, extra_train: [...]}",
+    "external": "give a list of {name: NAME, dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}} or "
+                "{name: NAME, split: official}, each name once",
+    "target": "give target: {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, extra_train: [...], external: [...]}",
     "pretrain": "give pretrain: {dataset: NAME, path: ..., options: {...}, weights: ..., folds: ..., hparams: {...}}",
     "hparams": "write a mapping of hyperparameter names to values (tasks/training/hparams.py)",
 }

@@ -18,7 +18,13 @@ from functools import cached_property
 from typing import Any
 
 STAGES = ("pretrain", "finetune")
+RECORDED_ONLY = ("allow_duplicates",)  # dataset options every adapter accepts that never change a result
 FORMAT = 2  # of identity; runs carry it as tag medtl.spec_format (benchmark.run.migrate converts format 1)
+
+
+def _canonical(entries) -> tuple[str, ...]:
+    """Mappings as sorted JSON (hashable, order of keys irrelevant); strings are kept as they are."""
+    return tuple(json.dumps(e, sort_keys=True, default=str) if not isinstance(e, str) else e for e in entries)
 
 
 def _frozen(mapping: dict | None) -> tuple[tuple[str, Any], ...]:
@@ -49,6 +55,10 @@ class RunSpec:
     # Minority-class extensions of the training rows (tasks.data.extension): one canonical JSON
     # {dataset, path, options, classes} each, in the suite's order.
     extra_train: tuple[str, ...] = ()
+    # External test sets (suite key target.external; benchmark.cell.external): one canonical JSON each,
+    # {name, dataset, path, options} (another site's data) or {name, split: "official"} (the target's
+    # official test split, the cells then running k-fold on its development rows), in the suite's order.
+    external: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -56,10 +66,9 @@ class RunSpec:
 
     @staticmethod
     def build(*, task_options: dict | None = None, hparams: dict | None = None, members=(), extra_train=(),
-              **fields) -> "RunSpec":
+              external=(), **fields) -> "RunSpec":
         return RunSpec(task_options=_frozen(task_options), hparams=_frozen(hparams), members=tuple(sorted(members)),
-                       extra_train=tuple(json.dumps(e, sort_keys=True, default=str) if not isinstance(e, str) else e
-                                         for e in extra_train), **fields)
+                       extra_train=_canonical(extra_train), external=_canonical(external), **fields)
 
     @property
     def hp(self) -> dict[str, Any]:
@@ -75,12 +84,18 @@ class RunSpec:
         d["hparams"] = dict(self.hparams)
         d["members"] = list(self.members)
         d["extra_train"] = [json.loads(e) for e in self.extra_train]
+        d["external"] = [json.loads(e) for e in self.external]
         return d
 
     @property
     def extensions(self) -> list[dict[str, Any]]:
         """The minority-class extensions: {dataset, path, options, classes} each."""
         return [json.loads(e) for e in self.extra_train]
+
+    @property
+    def externals(self) -> list[dict[str, Any]]:
+        """The external test sets: {name, dataset, path, options} or {name, split: "official"} each."""
+        return [json.loads(e) for e in self.external]
 
     def identity(self) -> dict[str, Any]:
         """What the hash covers (see the module docstring)."""
@@ -90,13 +105,18 @@ class RunSpec:
 
         d = self.to_dict()
         card = dataset_card(self.task)
+        # `allow_duplicates` only permits a release's own copies (BreastMNIST's train/test pair): what trains is the
+        # same, so it is recorded with the run's params but is not identity.
         d["task_options"] = {k: v for k, v in d["task_options"].items()
-                             if k not in card.settings and not (k in card.neutral and card.neutral[k] == v)}
+                             if k not in card.settings and k not in RECORDED_ONLY
+                             and not (k in card.neutral and card.neutral[k] == v)}
         d["hparams"] = identity(get_strategy(self.strategy).table, d["hparams"])
         if not d["members"]:  # added with ensembles: cells that are not ensembles hash as before
             del d["members"]
         if not d["extra_train"]:  # added with minority-class extension: cells without one hash as before
             del d["extra_train"]
+        if not d["external"]:  # added with external validation: cells without an external set hash as before
+            del d["external"]
         if self.devices > 1:  # since issue 13 each device loads batch_size / devices rows (the global batch is kept)
             d["batch_per_device"] = "batch_size / devices"
         return d

@@ -7,7 +7,12 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   target        {dataset, path (under --data-root, "" for generated), options,
                  extra_train: [{dataset, path, options, classes: [...]}]}: minority-class extension,
                  extra images of the named classes added to the training rows of every fine-tuning
-                 cell, never to validation or test (tasks/data/extension.py)
+                 cell, never to validation or test (tasks/data/extension.py),
+                 external: [{name, dataset, path, options} | {name, split: official}]: test sets every
+                 fine-tuning cell is also scored on (external/<name>/*; benchmark/cell/external.py), another
+                 site's data with the target's class names, or the target's official test split (the
+                 cells then run k-fold on its development rows); `ensemble-folds` averages the k fold
+                 models there (Hicks et al.'s 3-averaged run)
   folds         k for stratified k-fold, or "official" for the dataset's own split
   seeds, fractions, backbones, strategies   lists (the axes)
   sources       mapping name -> {weights: scratch|imagenet|file:...|run:...}
@@ -126,7 +131,8 @@ def check_names(raw: dict, path: Path) -> None:
     sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
     datasets = {(raw.get("target") or {}).get("dataset")} | {
         (d or {}).get("pretrain", {}).get("dataset") for d in sources.values() if isinstance(d, dict)} | {
-        e.get("dataset") for e in ((raw.get("target") or {}).get("extra_train") or []) if isinstance(e, dict)}
+        e.get("dataset") for e in ((raw.get("target") or {}).get("extra_train") or []) if isinstance(e, dict)} | {
+        e.get("dataset") for e in ((raw.get("target") or {}).get("external") or []) if isinstance(e, dict)}
     for kind, valid, used in (("dataset", list_datasets(), datasets - {None}),
                               ("strategy", list_strategies(), set(raw.get("strategies") or ["full"]))):
         unknown = sorted(map(str, used - set(valid)))
@@ -231,6 +237,23 @@ def _tuned(raw: dict, task: str, backbone: str, source: str, strategy: str, path
     return best  # None before a tune_budget suite's first tuning: the runner reloads the suite after tuning
 
 
+def _external(entries: list | None, k: int, path: Path) -> list[dict]:
+    """The external test sets as the spec records them (adapter defaults filled in); `split: official` needs k-fold."""
+    out = []
+    for j, e in enumerate(entries or []):
+        e = e.model_dump() if hasattr(e, "model_dump") else e  # the raw mapping, or schema.External once validated
+        if e.get("split") == "official":
+            if k == 0:
+                raise SuiteError(f"{path}: target.external[{j}] ({e['name']}): split: official with folds: official would "
+                                 "test on the official test split twice. Fix: set folds to a number (k-fold on the "
+                                 "development rows), or drop this external set.")
+            out.append({"name": str(e["name"]), "split": "official"})
+        else:
+            out.append({"name": str(e["name"]), "dataset": str(e["dataset"]), "path": str(e.get("path", "")),
+                        "options": _task_options(str(e["dataset"]), e.get("options"))})
+    return out
+
+
 def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
     """Cells of the suite: each pretraining cell once per backbone, then the fine-tuning grid."""
     from tasks.training import get_strategy
@@ -251,6 +274,7 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
     extra_train = [{"dataset": str(e["dataset"]), "path": str(e.get("path", "")),
                     "options": _task_options(str(e["dataset"]), e.get("options")), "classes": [str(c) for c in e["classes"]]}
                    for e in (target.get("extra_train") or [])]
+    external = _external(target.get("external"), k, path)
 
     pretrain_cells: list[RunSpec] = []
     finetune_cells: list[RunSpec] = []
@@ -308,6 +332,7 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
                                     hparams=hparams,
                                     fraction=float(fraction),
                                     extra_train=extra_train,
+                                    external=external,
                                     **common,
                                 )
                             )

@@ -202,7 +202,7 @@ def write_suite_report(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, 
         client.log_artifact(parent_id, str(path), "report" + ("/confusion_matrices" if path.parent.name == "confusion_matrices" else ""))
     if summary and parent_id:
         _log_suite_summary(client, parent_id, outcome)
-    echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}"))
+    echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}", report_dir=out_dir))
     echo(f"Report written to {out_dir}/ (report.html, report.md, leaderboard.csv, ...)"
          f"{f' and logged to parent run {parent_id}' if parent_id else ''}.")
     echo(f"Runs in MLflow: {ui_hint(ctx.tracking_uri, experiment_id)}")

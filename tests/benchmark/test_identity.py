@@ -143,3 +143,13 @@ def test_a_format_1_store_migrates_and_a_rerun_skips_every_cell(tmp_path, mlflow
     # A second migration finds nothing left to do.
     assert main(["migrate", "--tracking-uri", mlflow_uri]) == 0
     assert "migrated 0 finished cell(s)" in capsys.readouterr().out
+
+
+def test_allowing_a_releases_duplicates_is_recorded_but_not_identity(tmp_path):
+    from tests.benchmark.suites import write_suite
+
+    plain = load_suite(write_suite(tmp_path, name="dups"))
+    allowed = load_suite(write_suite(tmp_path, name="dups", target={"dataset": "gen-target",
+                                                                     "options": {"size": 32, "allow_duplicates": True}}))
+    assert [c.hash for c in plain.cells] == [c.hash for c in allowed.cells]
+    assert all(c.options.get("allow_duplicates") is True for c in allowed.finetune_cells)  # logged with the params
