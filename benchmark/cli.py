@@ -55,6 +55,11 @@ def _data_root(value: str | None) -> Path | None:
 def cmd_benchmark(args) -> int:
     from benchmark.run.runner import run_suite
 
+    if args.dry_run:  # validate and expand only: no image is read, no run is created
+        from benchmark.plan.suite import cell_table, load_suite
+
+        print(cell_table(load_suite(_suite_path(args.suite))))
+        return 0
     if args.launcher:
         return _launch(args)
     if args.workers is not None:
@@ -276,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_tracking_uri(bench)
     bench.add_argument("--report-dir", help="where to write the leaderboard (default reports/<suite>)")
     add_accelerator(bench)
+    bench.add_argument("--dry-run", action="store_true", help="validate the suite and print its cells (count and table); "
+                       "read no image, create no run")
     scale = bench.add_argument_group("launchers", "spread the cells over workers that share the MLflow store "
                                      "(benchmark/run/launchers.py; README, 'Beyond one machine')")
     scale.add_argument("--launcher", help="local: worker processes here, then the report; slurm: submit job arrays (submitit) and return")
