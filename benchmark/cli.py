@@ -21,6 +21,22 @@ SUITES_DIR = Path(__file__).parent / "suites"
 # Exit codes (README, "Errors and exit codes"): 0 ok, 1 failed cells or findings, 2 bad input
 # (suite, data, store: nothing ran), 130 SIGINT / 143 SIGTERM (cell and suite recorded KILLED).
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
+UI_BASE_URL = "http://127.0.0.1:5000"  # tracking.store.UI_BASE_URL, without importing MLflow for --help
+
+
+def list_suites() -> list[str]:
+    """The built-in suites' names (benchmark/suites/*.yaml): what `medtl list` and every help text show."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def add_tracking_uri(parser, help: str = "MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)") -> None:
+    """The one `--tracking-uri` option of every subcommand that reads or writes runs."""
+    parser.add_argument("--tracking-uri", help=help)
+
+
+def add_accelerator(parser) -> None:
+    """`--accelerator`, the same default for cells and trials: a row's cells and its study run on one device."""
+    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
 
 
 def _suite_path(value: str) -> Path:
@@ -78,9 +94,7 @@ def cmd_report(args) -> int:
     from benchmark.report.document import build_report
     from benchmark.report.leaderboard import to_markdown
     from benchmark.report.results import ReportError, is_run_id, load_results
-    from tracking.naming import suite_experiment
     from benchmark.plan.suite import load_suite
-    from tracking import ensure_experiment
     from tracking.store import open_store
 
     from benchmark.run.preflight import check_output_folder
@@ -88,16 +102,7 @@ def cmd_report(args) -> int:
     store = open_store(args.tracking_uri, create=False)  # an absent store: nothing to report, nothing created
     suite = None if is_run_id(args.suite) else load_suite(_suite_path(args.suite))
     if args.ui_link:
-        if suite is not None:
-            experiment = store.get_experiment_by_name(suite_experiment(suite.name))
-            if experiment is None:
-                print(f"medtl: no runs of suite {suite.name} in {store.tracking_uri} yet; open {args.ui_link}", file=sys.stderr)
-                return 1
-            experiment_id = ensure_experiment(store, experiment.name)  # tags a store made before the UI's experiment kind
-        else:
-            experiment_id = store.get_run(args.suite).info.experiment_id
-        print(f"{args.ui_link.rstrip('/')}/#/experiments/{experiment_id}/runs")
-        return 0
+        return _print_ui_links(store, suite, args.suite, args.ui_link)
     try:
         results = load_results(store, suite=suite, parent_run_id=None if suite else args.suite)
     except ReportError as exc:
@@ -114,6 +119,28 @@ def cmd_report(args) -> int:
     for row in results.missing.itertuples():
         print(f"  missing: {row.source}/{row.backbone}/{row.strategy} fraction {row.fraction:g} fold {row.fold} seed {row.seed}: "
               f"{row.status}: {row.error}")
+    return 0
+
+
+def _print_ui_links(store, suite, run_id: str, base_url: str) -> int:
+    """`medtl report SUITE --ui-link`: the runs table of the suite's cells and of its studies, whichever exist."""
+    from tracking import ensure_experiment
+    from tracking.naming import suite_experiment, tuning_experiment
+    from tracking.store import ui_home_url, ui_runs_url
+
+    if suite is None:
+        print(ui_runs_url(store.get_run(run_id).info.experiment_id, base_url))
+        return 0
+    found = 0
+    for what, name in (("cells", suite_experiment(suite.name)), ("studies", tuning_experiment(suite.name))):
+        if store.get_experiment_by_name(name) is not None:
+            # ensure_experiment tags a store made before the UI's experiment kind
+            print(f"{what}: {ui_runs_url(ensure_experiment(store, name), base_url)}")
+            found += 1
+    if not found:
+        print(f"medtl: no runs of suite {suite.name} (cells or studies) in {store.tracking_uri} yet; run `medtl benchmark` "
+              f"or `medtl tune` first, or open {ui_home_url(base_url)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -154,7 +181,7 @@ def cmd_list(args) -> int:
     print("backbones: ", ", ".join(list_backbones()), f"(and any {families}, e.g. timm:resnet18)")
     print("datasets:  ", ", ".join(list_datasets()))
     print("strategies:", ", ".join(list_strategies()))
-    print("suites:    ", ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))))
+    print("suites:    ", ", ".join(list_suites()))
     return 0
 
 
@@ -193,11 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("benchmark", help="run a suite of cells (resumable)")
-    bench.add_argument("suite", help="suite YAML, or the name of a built-in suite (smoke, real-cpu)")
+    bench.add_argument("suite", help=f"suite YAML, or the name of a built-in suite ({', '.join(list_suites())})")
     bench.add_argument("--data-root", help="folder holding the datasets (default $MEDTL_DATA)")
-    bench.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
+    add_tracking_uri(bench)
     bench.add_argument("--report-dir", help="where to write the leaderboard (default reports/<suite>)")
-    bench.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
+    add_accelerator(bench)
     bench.add_argument("--dry-run", action="store_true", help="validate the suite and print its cells (count and table); "
                        "read no image, create no run")
     scale = bench.add_argument_group("launchers", "spread the cells over workers that share the MLflow store "
@@ -212,16 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_benchmark)
 
     report = sub.add_parser("report", help="rebuild a suite's report (leaderboard, tests, plots, report.html) from MLflow")
-    report.add_argument("suite", help="suite YAML or built-in name, or the suite's parent run id (no suite file needed)")
-    report.add_argument("--tracking-uri")
+    report.add_argument("suite", help=f"suite YAML or built-in name ({', '.join(list_suites())}), or the suite's parent run id "
+                        "(no suite file needed)")
+    add_tracking_uri(report)
     report.add_argument("--out", "--report-dir", dest="report_dir", help="output folder (default reports/<suite>)")
-    report.add_argument("--ui-link", metavar="BASE_URL", help="only print the MLflow UI link to the suite's runs table")
+    report.add_argument("--ui-link", metavar="BASE_URL", nargs="?", const=UI_BASE_URL, help="only print the MLflow UI links "
+                        f"to the suite's runs table and its studies' (BASE_URL default {UI_BASE_URL})")
     report.set_defaults(func=cmd_report)
 
 
     tune = sub.add_parser("tune", help="Optuna studies: tune every row of a suite on validation rows (resumable)")
-    tune.add_argument("suite", help="suite YAML, or the name of a built-in suite (tune-smoke)")
-    tune.add_argument("--n-trials", type=number(int, 1, fix="--n-trials 20, or leave it out for the suite's tune_budget"), help="each study's total budget, counting trials already in the storage "
+    tune.add_argument("suite", help=f"suite YAML, or the name of a built-in suite ({', '.join(list_suites())}); rows of "
+                      "feature (svm, vlad) and combining (ensemble) strategies are not tuned")
+    tune.add_argument("--n-trials", type=number(int, 1, fix="--n-trials 20, or leave it out for the suite's tune_budget"),
+                      help="each study's total budget, counting trials already in the storage "
                                                      "(default: the suite's tune_budget, else 20)")
     tune.add_argument("--storage", help="Optuna RDB URL (sqlite:///optuna.db, postgresql+psycopg2://user@host/db) or a journal "
                                         "file path (no '://') (default $MEDTL_OPTUNA_STORAGE or sqlite:///optuna.db)")
@@ -230,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"))
     tune.add_argument("--seed", type=number(int, 0, maximum=2**32 - 1, fix="--seed 0"), default=0, help="TPE sampler seed (worker i uses seed + i)")
     tune.add_argument("--data-root", help="folder holding the datasets (default $MEDTL_DATA)")
-    tune.add_argument("--tracking-uri")
-    tune.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
+    add_tracking_uri(tune)
+    add_accelerator(tune)
     tune.set_defaults(func=cmd_tune)
 
     server = sub.add_parser("server", help="a team's MLflow tracking server: PostgreSQL backend, served artifacts, "
@@ -250,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(func=cmd_server)
 
     migrate = sub.add_parser("migrate", help="re-tag finished cells of an older store with the current cell identity")
-    migrate.add_argument("--tracking-uri")
+    add_tracking_uri(migrate)
     migrate.add_argument("--data-root", help="where pretraining sources live (to tell which split an old cell held out)")
     migrate.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     migrate.set_defaults(func=cmd_migrate)

@@ -72,6 +72,11 @@ class StudyRow:
     num_workers: int | str = "auto"
 
     @property
+    def short(self) -> str:
+        """The row as the runs table shows it: source/backbone/strategy (the suite and task are the experiment's)."""
+        return f"{self.spec.source}/{self.spec.backbone}/{self.spec.strategy}"
+
+    @property
     def name(self) -> str:
         s = self.spec
         return study_name(self.suite, s.task, s.backbone, s.source, s.strategy)
@@ -84,6 +89,25 @@ def study_rows(suite) -> list[StudyRow]:
             row = StudyRow(suite.name, spec, tuple(sorted(suite.throughput.items())), suite.num_workers)
             rows.setdefault(row.name, row)
     return list(rows.values())
+
+
+# Why a strategy kind has no study (the study's pruner and objective read per-epoch validation scores).
+UNTUNED_WHY = {
+    "features": "fitted on frozen features, no epochs to score (its own fit picks its settings, e.g. svm's C by "
+                "cross-validation on training rows)",
+    "combining": "trains nothing: it averages finished cells' predictions",
+}
+
+
+def untuned_rows(suite) -> dict[str, str]:
+    """Rows (source/backbone/strategy) whose strategy no study can tune -> why, for `medtl tune`'s first lines."""
+    rows: dict[str, str] = {}
+    for spec in suite.finetune_cells:
+        strategy = get_strategy(spec.strategy)
+        if not strategy.tunable:
+            why = UNTUNED_WHY.get(strategy.kind, f"strategy kind {strategy.kind!r} is not tunable")
+            rows.setdefault(f"{spec.source}/{spec.backbone}/{spec.strategy}", f"{strategy.kind} strategy: {why}")
+    return rows
 
 
 def search_space(strategy: str) -> dict:
@@ -130,7 +154,7 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
     experiment_id = ensure_experiment(client, tuning_experiment(row.suite))
     parents = client.search_runs([experiment_id], f"tags.`{STUDY_TAG}` = '{row.name}' and tags.`medtl.stage` = 'study'")
     parent_id = parents[0].info.run_id if parents else start_run(
-        client, experiment_id, name=f"study {row.name}",
+        client, experiment_id, name=f"study {row.short}",
         tags={STUDY_TAG: row.name, STAGE_TAG: "study", **environment_tags()})
     client.update_run(parent_id, status="RUNNING")
     try:
@@ -271,6 +295,7 @@ def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, expe
             except optuna.TrialPruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 failures = 0
+                _trial_line(row, study, trial, settings.n_trials, "PRUNED", trial.user_attrs.get("epochs_trained"))
             except Exception as exc:  # noqa: BLE001 - a failed trial is recorded FAIL (and its run FAILED); the study goes on
                 error = f"{type(exc).__name__}: {exc}"
                 trial.set_user_attr("error", error[:2000])
@@ -286,7 +311,21 @@ def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, expe
             else:
                 study.tell(trial, value)
                 failures = 0
+                _trial_line(row, study, trial, settings.n_trials, "COMPLETE", value)
 
+
+
+def _trial_line(row: StudyRow, study, trial, budget: int, state: str, detail) -> None:
+    """One line per trial: `medtl tune` would otherwise be silent for the whole study."""
+    from tqdm import tqdm
+
+    done = counted(study)
+    what = f"{OBJECTIVE} {detail:.3f}" if state == "COMPLETE" else f"after {detail} epoch(s)"
+    try:
+        best = f", best {study.best_value:.3f} (trial {study.best_trial.number})"
+    except ValueError:  # no complete trial yet
+        best = ""
+    tqdm.write(f"{row.short}: trial {trial.number} ({done}/{budget}) {state}, {what}{best}", file=sys.stdout)
 
 
 def _log_study(client, parent_id: str, study) -> None:
@@ -327,8 +366,17 @@ def _log_study(client, parent_id: str, study) -> None:
 
 def tune_suite(suite, settings: TuneSettings, echo=print) -> list:
     """Tune every tunable row of the suite with the same budget; returns the studies."""
-    rows = study_rows(suite)
-    echo(f"Tuning {len(rows)} row(s) of suite {suite.name} with {settings.n_trials} trials each "
+    from tracking import ensure_experiment
+    from tracking.store import open_store, ui_hint
+
+    rows, untuned = study_rows(suite), untuned_rows(suite)
+    echo(f"Tuning {len(rows)} of {len(rows) + len(untuned)} row(s) of suite {suite.name} with {settings.n_trials} trials each "
          f"(storage {shown_url(settings.storage)}, {settings.workers} worker(s), pruner {settings.pruner}).")
+    for row, why in untuned.items():
+        echo(f"  not tuned: {row}: {why}")
+    client = open_store(settings.tracking_uri)
+    experiment_id = ensure_experiment(client, tuning_experiment(suite.name))
+    echo(f"MLflow experiment {tuning_experiment(suite.name)} (one parent run per study, a run per trial): "
+         f"{ui_hint(client.tracking_uri, experiment_id)}")
     return [tune_row(row, settings, echo) for row in rows]
 
