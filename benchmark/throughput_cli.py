@@ -27,7 +27,7 @@ def add_throughput_command(sub) -> None:
     perf.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     perf.add_argument("--warmup", type=number(int, 0, fix="--warmup 2"), default=2)
     perf.add_argument("--batches", type=number(int, 1, fix="--batches 5"), default=5)
-    perf.add_argument("--tracking-uri", help="also log each row as an MLflow run (experiment 'throughput')")
+    perf.add_argument("--tracking-uri", help="also log each row as an MLflow run (experiment 'throughput') to this tracking URI")
     perf.add_argument("--out-dir", default="reports/throughput")
     perf.set_defaults(func=cmd_throughput)
 
