@@ -20,13 +20,14 @@ from dataclasses import replace
 from benchmark.plan.spec import RunSpec
 from tasks.training import get_strategy
 
-# axis -> the spec fields that identify one ensemble (everything but the axis it averages over)
+# axis -> the spec fields that identify one ensemble (everything but the axis it averages over);
+# `variant` keeps the rows of a suite's `grid` apart (an ensemble never mixes two grid values).
 GROUP_BY = {
-    "seeds": ("source", "backbone", "strategy", "fold", "fraction"),
-    "sources": ("backbone", "strategy", "fold", "seed", "fraction"),
-    "backbones": ("source", "strategy", "fold", "seed", "fraction"),
+    "seeds": ("source", "backbone", "strategy", "variant", "fold", "fraction"),
+    "sources": ("backbone", "strategy", "variant", "fold", "seed", "fraction"),
+    "backbones": ("source", "strategy", "variant", "fold", "seed", "fraction"),
     # The k fold models of one row and seed, averaged on the external test sets (Hicks et al.'s 3-averaged run).
-    "folds": ("source", "backbone", "strategy", "seed", "fraction"),
+    "folds": ("source", "backbone", "strategy", "variant", "seed", "fraction"),
 }
 
 
