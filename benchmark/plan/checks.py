@@ -41,6 +41,13 @@ def check_names(suite: SuiteModel, path: Path) -> None:
         if unknown:
             raise SuiteError(f"{path}: unknown {kind} {', '.join(map(repr, unknown))}. Valid names: {', '.join(valid)}.")
     _check_scratch(suite, path)
+    for source, definition in suite.sources.items():
+        unknown = sorted(set(definition.backbones or []) - set(suite.backbones))
+        if unknown:
+            raise SuiteError(f"{path}: sources.{source}.backbones names {', '.join(map(repr, unknown))}, which "
+                             f"{'is' if len(unknown) == 1 else 'are'} not in the suite's backbones "
+                             f"({', '.join(suite.backbones)}). Fix: add {'it' if len(unknown) == 1 else 'them'} to "
+                             "`backbones`, or drop them from the source.")
     for name in suite.backbones:
         try:
             backbone_entry(name)
@@ -48,6 +55,8 @@ def check_names(suite: SuiteModel, path: Path) -> None:
             raise SuiteError(f"{path}: unknown backbone {name!r}. {exc}") from exc
         for source, definition in suite.sources.items():
             weights = definition.weights or definition.pretrain.weights
+            if definition.backbones is not None and name not in definition.backbones:
+                continue  # this source does not apply to this backbone
             if weights.startswith(CHAIN):  # another source's pretraining cell: checked when expanded
                 continue
             try:

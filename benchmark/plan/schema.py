@@ -154,6 +154,9 @@ class Pretrain(_Strict):
 class Source(_Strict):
     weights: str | None = None
     pretrain: Pretrain | None = None
+    # Only these backbones take this source (a foundation model's own weights, ImageNet for the CNNs of one suite);
+    # None: every backbone of the suite. Expansion only: which cells exist, never a cell's identity.
+    backbones: Annotated[list[str], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Source":

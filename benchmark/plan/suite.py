@@ -260,6 +260,8 @@ def expand(suite: SuiteModel, path: Path) -> list[RunSpec]:
         common["image_size"] = _image_size(suite.image_size, backbone, path)
         source_weights: dict[str, str] = {}
         for source, definition in suite.sources.items():
+            if definition.backbones is not None and backbone not in definition.backbones:
+                continue  # the source names the backbones it applies to
             pre = definition.pretrain
             if pre is None:
                 source_weights[source] = definition.weights

@@ -117,3 +117,20 @@ def test_positive_class_error_names_the_classes_and_wants_a_binary_target():
 def test_spec_without_the_new_fields_hashes_as_pinned():
     # The fields added here (positive_class, variant) at their defaults leave the identity untouched.
     assert set(REFERENCE.identity()) == set(RunSpec.__dataclass_fields__) - {"members", "extra_train", "external", "positive_class", "variant"}
+
+
+def test_a_source_may_name_the_backbones_it_applies_to_without_changing_any_hash(tmp_path):
+    # A foundation model's own weights fit one backbone, ImageNet weights the CNNs: one suite, no invalid pairs.
+    pretrain = {"pretrain": {"dataset": "gen-general", "options": {"size": 32, "per_class": 40}, "hparams": {"epochs": 1}}}
+    every = load_suite(write_suite(tmp_path, name="every", backbones=["smallcnn", "resnet18_small"],
+                                   sources={"scratch": {"weights": "scratch"}, "gen-general": pretrain}))
+    some = load_suite(write_suite(tmp_path, name="some", backbones=["smallcnn", "resnet18_small"],
+                                  sources={"scratch": {"weights": "scratch"},
+                                           "gen-general": {**pretrain, "backbones": ["smallcnn"]}}))
+    pairs = {(c.source, c.backbone) for c in some.finetune_cells}
+    assert pairs == {("scratch", "smallcnn"), ("scratch", "resnet18_small"), ("gen-general", "smallcnn")}
+    assert [c.backbone for c in some.cells if c.stage == "pretrain"] == ["smallcnn"]
+    hashes = {c.hash for c in every.cells}
+    assert {c.hash for c in some.cells} <= hashes  # the cells that remain are the same cells
+    with pytest.raises(SuiteError, match=r"sources.gen-general.backbones names 'vgg16', which is not in the suite's backbones"):
+        load_suite(write_suite(tmp_path, name="bad", sources={"gen-general": {**pretrain, "backbones": ["vgg16"]}}))
