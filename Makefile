@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUITE ?= benchmark/suites/smoke.yaml
 MLFLOW_PORT ?= 5000
 
-.PHONY: install test test-fast benchmark tune real-cpu report pipeline perf ui server lint-imports constraints clean
+.PHONY: install test test-fast benchmark tune probes real-cpu report pipeline perf ui server lint-imports constraints clean
 
 install:  ## create .venv and install medtl with its test extras, pinned by constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ tune:  ## a small Optuna study on generated data (storage sqlite:///optuna.db; o
 
 medmnist-baseline:  ## MedMNIST v2's baseline protocol on BreastMNIST from scratch (override DATA=...)
 	$(BIN)/medtl benchmark benchmark/suites/medmnist-baseline.yaml --data-root $(or $(DATA),../shared/data)
+
+probes:  ## frozen-feature probes (svm, knn, few-shot, linear) on BreastMNIST (override DATA=...)
+	$(BIN)/medtl benchmark benchmark/suites/probes-breastmnist.yaml --data-root $(or $(DATA),../shared/data)
 
 real-cpu:  ## the real-data CPU profile on ../shared/data (override DATA=...)
 	$(BIN)/medtl benchmark benchmark/suites/real-cpu.yaml --data-root $(or $(DATA),../shared/data)

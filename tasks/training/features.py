@@ -73,7 +73,8 @@ def tap_shapes(backbone: Backbone, size: int) -> dict[str, tuple[int, ...]]:
              for k, m in probe.feature_taps().items()]
     try:
         with torch.no_grad():
-            shapes[FINAL] = tuple(probe(torch.empty(1, 3, size, size, device="meta")).shape[1:])
+            # Two images: a training-mode BatchNorm refuses one image whose map is 1x1 (ResNet-18 at 32 px).
+            shapes[FINAL] = tuple(probe(torch.empty(2, 3, size, size, device="meta")).shape[1:])
     finally:
         for hook in hooks:
             hook.remove()

@@ -378,3 +378,10 @@ def test_a_suite_of_svm_and_vlad_logs_test_metrics_to_mlflow(tmp_path, mlflow_ur
     assert len(list((tmp_path / ".medtl_cache" / "features").glob("*.npy"))) == 2
     assert set(outcome.leaderboard["strategy"]) == {"svm", "vlad"}
     assert features_module.default_cache_dir().resolve() == (tmp_path / ".medtl_cache" / "features").resolve()
+
+
+def test_a_backbone_whose_last_map_is_1x1_passes_the_feature_check():
+    # ResNet-18 at 32 px ends in a 1x1 map: a one-image shape probe in training mode made BatchNorm refuse it.
+    for name in ("svm", "knn", "fewshot"):
+        strategy = get_strategy(name)
+        strategy.check("resnet18", strategy.resolve({}), image_size=32)
