@@ -26,6 +26,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,
                 default sqlite:///optuna.db) over the suite's hparams; see benchmark/tune/study.py
   tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
+  repeats       {until: decided, max_seeds: N}: add seeds in rounds until the top rows' comparison is decided
+                (group-sequential; benchmark/run/repeats.py, benchmark/report/sequential.py)
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from benchmark.plan.schema import UniqueKeyLoader, error_message, hparam_errors,
 
 KNOWN_KEYS = {"name", "description", "target", "folds", "seeds", "fractions", "backbones", "strategies",
               "sources", "hparams", "image_size", "throughput", "precision", "devices", "num_workers",
-              "save_checkpoints", "hparams_from", "tune_budget"}
+              "save_checkpoints", "hparams_from", "tune_budget", "repeats"}
 
 
 class SuiteError(ValueError):
@@ -59,6 +61,7 @@ class Suite:
     save_checkpoints: bool = False  # keep the tested epoch's checkpoint as an artifact
     hparams_from: str = ""  # "optuna": cells use their row's best trial (benchmark/tune/study.py)
     tune_budget: int = 0  # trials per row tuned before the fine-tuning cells (0: no tuning)
+    repeats: dict | None = None  # {until, max_seeds}: seeds added in rounds (benchmark/plan/repeats.py)
 
     @property
     def finetune_cells(self) -> tuple[RunSpec, ...]:
@@ -102,7 +105,8 @@ def load_suite(path: Path | str) -> Suite:
             raise
         raise SuiteError(f"{path}: {exc}") from exc
     return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}), raw.get("num_workers", "auto"),
-                 bool(raw.get("save_checkpoints", False)), str(raw.get("hparams_from") or ""), int(raw.get("tune_budget") or 0))
+                 bool(raw.get("save_checkpoints", False)), str(raw.get("hparams_from") or ""), int(raw.get("tune_budget") or 0),
+                 dict(raw["repeats"]) if raw.get("repeats") else None)
 
 
 def validate(raw: dict, path: Path) -> None:

@@ -19,6 +19,9 @@ import pandas as pd
 from benchmark.report import plots
 from benchmark.report import statistics as st
 from benchmark.report.comparisons import NO_DIFFERENCE, comparisons, primary_test, row_label, winners
+from benchmark.report.leakage import leakage_section
+from benchmark.report.power import power_section
+from benchmark.report.sequential import sequential_section
 from benchmark.report.render import Section, to_html
 from benchmark.report.render import to_markdown as sections_to_markdown
 from benchmark.report.leaderboard import format_leaderboard, leaderboard, to_markdown
@@ -264,6 +267,9 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
         paired.tables.append(("", compared[["family", "a", "b", "test", "n", "difference", "low", "high", "effect_name", "effect",
                                              "p_value", "p_holm", "significant"]]))
     sections.append(paired)
+    power, power_table = power_section(cells, board, compared)
+    leakage, leakage_rows, leakage_cells = leakage_section(results, board)
+    sections += [power, sequential_section(cells, results.rounds), leakage]
     sections.append(rank_section(board, out_dir))
 
     per_class, confusion_images = per_class_and_confusion(results, board, out_dir) if len(board) else (pd.DataFrame(), [])
@@ -310,6 +316,9 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
     compared.to_csv(paths[6], index=False)
     per_class.to_csv(paths[7], index=False)
     floors.to_csv(paths[8], index=False)
+    for name, frame in (("power.csv", power_table), ("leakage.csv", leakage_rows), ("leakage_cells.csv", leakage_cells)):
+        frame.to_csv(out_dir / name, index=False)
+        paths.append(out_dir / name)
     paths += sorted(out_dir.glob("*.png")) + sorted((out_dir / "confusion_matrices").glob("*"))
     return Report(out_dir, board, floors, compared, wins, markdown, paths)
 

@@ -148,6 +148,10 @@ def sequential_looks(differences_per_round, ratio: float, planned_cells, seeds_p
         seen = np.concatenate([seen, np.asarray(round_diff, dtype=float)])
         if k >= len(planned):
             break
+        if len(seen) < 2:  # failed cells left too few pairs: nothing to test at this look
+            looks.append(Look(k + 1, int(seeds_per_look[k]), len(seen), float(fractions[k]), float(bounds[k]), np.nan,
+                              float(seen.mean()) if len(seen) else np.nan, np.nan, False))
+            continue
         test = corrected_ttest(seen, np.zeros_like(seen), ratio)
         decided = bool(abs(test.statistic) >= bounds[k])
         looks.append(Look(k + 1, int(seeds_per_look[k]), len(seen), float(fractions[k]), float(bounds[k]), float(test.statistic),
@@ -155,3 +159,99 @@ def sequential_looks(differences_per_round, ratio: float, planned_cells, seeds_p
         if decided:
             break
     return looks
+
+
+ROW = ("source", "backbone", "strategy", "fraction")  # as benchmark.report.results.ROW_KEYS (not imported: results imports us)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The sequential design replayed over a suite's finished cells."""
+
+    pair: tuple  # (row a, row b) as ROW tuples: the two best rows by mean MCC at the first look, fixed from then on
+    looks: list  # Look per analysed round, up to the first decided one
+    planned_looks: int  # K: the suite's own seeds, then one look per added seed up to max_seeds
+    ratio: float  # test / training rows of the pair's cells (the corrected t-test's r)
+    folds: int
+
+    @property
+    def decided(self) -> bool:
+        return bool(self.looks) and self.looks[-1].decided
+
+    @property
+    def stopped(self) -> bool:
+        """No more rounds: decided, or the last planned look analysed."""
+        return self.decided or len(self.looks) >= self.planned_looks
+
+
+def _rows(cells):
+    return [tuple(r) for r in cells[list(ROW)].drop_duplicates().itertuples(index=False)]
+
+
+def replay(cells, rounds) -> Replay | None:
+    """Replay the design over `cells` (finished fine-tuning cells: ROW keys, fold, seed, mcc, folds, test_rows,
+    train_rows) for the planned cumulative seeds `rounds`; None when the first look has fewer than two rows.
+    A round is analysed once any of its new seeds' cells finished."""
+    first = cells[cells["seed"].isin(rounds[0])]
+    if len(_rows(first)) < 2:
+        return None
+    means = first.groupby(list(ROW), sort=False)["mcc"].mean().sort_values(ascending=False, kind="stable")
+    pair = (tuple(means.index[0]), tuple(means.index[1]))
+    mine = [cells[np.logical_and.reduce([(cells[k] == v).to_numpy() for k, v in zip(ROW, row)])] for row in pair]
+    paired = mine[0].merge(mine[1], on=["fold", "seed"], suffixes=("_a", "_b"))
+    folds = int(paired["folds_a"].iloc[0]) if len(paired) else int(first["folds"].iloc[0])
+    ratio = float((paired["test_rows_a"] / paired["train_rows_a"]).mean()) if len(paired) else float("nan")
+    if not np.isfinite(ratio) or ratio <= 0:
+        ratio = 1.0 / max(folds - 1, 1)
+    differences, previous = [], ()
+    for seeds in rounds:
+        new = [s for s in seeds if s not in previous]
+        if not cells["seed"].isin(new).any():
+            break
+        part = paired[paired["seed"].isin(new)]
+        differences.append((part["mcc_a"] - part["mcc_b"]).to_numpy(float))
+        previous = seeds
+    planned = [folds * len(s) for s in rounds]
+    looks = sequential_looks(differences, ratio, planned, [len(s) for s in rounds])
+    return Replay(pair, looks, len(rounds), ratio, folds)
+
+
+def reached_seeds(cells, rounds) -> set:
+    """Seeds of the rounds the design reached (all planned seeds up to the stopping look, or up to the last round run)."""
+    done = replay(cells, rounds) if len(cells) else None
+    if done is None or not done.looks:
+        return set(rounds[0])
+    last = len(done.looks) if done.stopped else min(len(done.looks) + 1, len(rounds))  # the next round may be under way
+    return set(rounds[last - 1])
+
+
+def sequential_section(cells, rounds):
+    """The report's account of a `repeats` suite: design, planned and analysed looks, the decision."""
+    import pandas as pd
+
+    from benchmark.report.render import Section
+
+    section = Section("Repeats until decided (group-sequential design)")
+    if len(rounds) < 2:
+        section.paragraphs.append("Fixed design: this suite has no `repeats:`, its seeds were set in advance and its comparisons "
+                                  "were tested once.")
+        return section
+    done = replay(cells, rounds) if len(cells) else None
+    section.paragraphs.append(
+        f"Design: {DESIGN}, two-sided alpha {ALPHA}; {len(rounds)} planned looks (the suite's {len(rounds[0])} seed(s), then one "
+        f"seed, a new repeated k-fold draw, per round up to {len(rounds[-1])}). The comparison is the corrected t-test of the two "
+        "best rows by mean MCC at the first look, fixed from then on; boundaries on |t| are calibrated by simulation on the "
+        "test's own null model (benchmark/report/sequential.py), so looking after every round keeps the 5 % error rate. The "
+        "p-values of the other sections are fixed-sample ones.")
+    if done is None:
+        section.paragraphs.append("No look: fewer than two rows finished at the first look.")
+        return section
+    label = lambda row: "/".join(str(v) for v in row[:3]) + (f"@{row[3]:g}" if row[3] != 1.0 else "")  # noqa: E731
+    section.paragraphs.append(
+        f"Compared: {label(done.pair[0])} (a) against {label(done.pair[1])} (b); test/training ratio r = {done.ratio:.3f}. "
+        + (f"Decided at look {len(done.looks)} of {done.planned_looks}: a is better than b." if done.decided and done.looks[-1].difference > 0
+           else f"Decided at look {len(done.looks)} of {done.planned_looks}: b is better than a." if done.decided
+           else f"Not decided after {len(done.looks)} of {done.planned_looks} looks: no significant difference at the last boundary."
+           if done.stopped else f"Under way: {len(done.looks)} of {done.planned_looks} looks analysed."))
+    section.tables.append(("Looks", pd.DataFrame([vars(look) for look in done.looks])))
+    return section
