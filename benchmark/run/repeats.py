@@ -28,13 +28,14 @@ def run_rounds(outcome, ctx, parent_id: str, run_one: Callable[[RunSpec], None],
     suite = outcome.suite
     rounds = seed_rounds(suite)
     tried: set[int] = set()
+    logged = 0  # looks already logged to the parent run
     done = None
     while True:
         done = replay(load_results(ctx.client, suite=suite).cells, rounds)
         if done is None:
             echo("repeats: fewer than two rows finished at the first look; no comparison to decide, no seeds added.")
             return None
-        _log_looks(ctx.client, parent_id, done)
+        logged = _log_looks(ctx.client, parent_id, done, logged)
         if done.stopped:
             break
         nxt = len(done.looks)  # index of the round after the last analysed look
@@ -55,9 +56,11 @@ def run_rounds(outcome, ctx, parent_id: str, run_one: Callable[[RunSpec], None],
     return done
 
 
-def _log_looks(client, parent_id: str, done: Replay) -> None:
+def _log_looks(client, parent_id: str, done: Replay, logged: int) -> int:
+    """Tags with the looks so far and one metric step per look not logged yet; returns the looks logged."""
     client.set_tag(parent_id, REPEATS_LOOKS_TAG, str(len(done.looks)))
     client.set_tag(parent_id, REPEATS_DECIDED_TAG, str(done.decided).lower())
-    for look in done.looks:
+    for look in done.looks[logged:]:
         log_metrics(client, parent_id, {"repeats/statistic": look.statistic, "repeats/boundary": look.boundary,
                                         "repeats/difference": look.difference}, step=look.look)
+    return len(done.looks)
