@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -38,6 +39,11 @@ def _data_root(value: str | None) -> Path | None:
 def cmd_benchmark(args) -> int:
     from benchmark.run.runner import run_suite
 
+    if args.dry_run:  # validate and expand only: no image is read, no run is created
+        from benchmark.plan.suite import cell_table, load_suite
+
+        print(cell_table(load_suite(_suite_path(args.suite))))
+        return 0
     if args.launcher:
         return _launch(args)
     if args.workers is not None:
@@ -93,10 +99,10 @@ def cmd_report(args) -> int:
         return 2
     out_dir = Path(args.report_dir) if args.report_dir else Path("reports") / results.name
     report = build_report(results, out_dir)
-    print(to_markdown(report.leaderboard, f"Leaderboard: {results.name}"))
+    print(to_markdown(report.leaderboard, f"Leaderboard: {results.name}", report_dir=out_dir))
     for line in report.winners.itertuples() if len(report.winners) else ():
-        print(f"{line.question} ({line.within}): {line.best} by {line.margin_mcc:+.3f} MCC over {line.runner_up}, "
-              f"Holm p = {line.p_holm:.3g}: {line.verdict}")
+        print(textwrap.fill(f"{line.question} ({line.within}): {line.best} by {line.margin_mcc:+.3f} MCC over "
+                            f"{line.runner_up}, Holm p = {line.p_holm:.3g}: {line.verdict}", width=120, subsequent_indent="  "))
     expected = len(suite.finetune_cells) if suite else len(results.cells) + len(results.missing)
     print(f"{len(results.cells)} of {expected} fine-tuning cells finished; report in {out_dir}/ (report.html, report.md).")
     for row in results.missing.itertuples():
@@ -248,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
     bench.add_argument("--report-dir", help="where to write the leaderboard (default reports/<suite>)")
     bench.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu (default auto)")
+    bench.add_argument("--dry-run", action="store_true", help="validate the suite and print its cells (count and table); "
+                       "read no image, create no run")
     scale = bench.add_argument_group("launchers", "spread the cells over workers that share the MLflow store "
                                      "(benchmark/run/launchers.py; README, 'Beyond one machine')")
     scale.add_argument("--launcher", help="local: worker processes here, then the report; slurm: submit job arrays (submitit) and return")

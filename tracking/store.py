@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from tracking import settings
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 ARTIFACT_DIR = "mlartifacts"
@@ -17,7 +18,7 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 
 def tracking_uri(uri: str | None = None) -> str:
     """Explicit `uri`, else `$MLFLOW_TRACKING_URI`, else the embedded SQLite file in the cwd."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    return uri or settings.read("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def client(uri: str | None = None) -> MlflowClient:

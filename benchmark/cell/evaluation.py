@@ -3,11 +3,13 @@
     medtl benchmark benchmark/suites/smoke.yaml     # every fine-tuning and pretraining cell, after its test pass
 
 Artifacts under `test/`: confusion_matrix.{png,csv} or per_label_confusion.csv, per_class_report.csv,
-predictions.csv and reliability.csv (equal-mass bins, tasks.training.calibration).
+predictions.csv and reliability.csv (equal-mass bins, tasks.training.calibration); under `external/<name>/`
+the predictions on each external test set (benchmark.cell.external).
 """
 
 from __future__ import annotations
 
+from benchmark.cell.external import log_external
 from benchmark.plan.spec import RunSpec
 from benchmark.speed.cost import model_cost
 from benchmark.speed.throughput import measure_fps
@@ -59,4 +61,5 @@ def log_evaluation(spec: RunSpec, task: Task, result: TrainResult, ctx, run: Cel
         "data/test_rows": float(len(fold.test)),
         **({"threshold": threshold} if module.multilabel else {}),
         **model_cost(module, spec.image_size),
+        **log_external(spec, task, result, ctx, run),  # external/<name>/*: the suite's external test sets
     }

@@ -13,19 +13,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import yaml
-
-from benchmark.plan.schema import UniqueKeyLoader
 from benchmark.plan.suite import Suite, expand
-
-
-def _raw(suite: Suite) -> dict:
-    return yaml.load(suite.path.read_text(), Loader=UniqueKeyLoader) or {}
 
 
 def seed_rounds(suite: Suite) -> list[tuple[int, ...]]:
     """Cumulative seeds of every planned look: [the suite's seeds, + one new seed, ...] up to max_seeds; one look without repeats."""
-    seeds = [int(s) for s in _raw(suite).get("seeds", [0])]
+    seeds = [int(s) for s in suite.model.seeds]
     rounds = [tuple(seeds)]
     if not suite.repeats:
         return rounds
@@ -38,6 +31,5 @@ def seed_rounds(suite: Suite) -> list[tuple[int, ...]]:
 
 def with_seeds(suite: Suite, seeds) -> Suite:
     """`suite` with its seed axis replaced by `seeds` (pretraining cells keep the first seed, as the suite's own do)."""
-    raw = _raw(suite)
-    raw["seeds"] = [int(s) for s in seeds]
-    return replace(suite, cells=tuple(expand(raw, suite.path)))
+    model = suite.model.model_copy(update={"seeds": [int(s) for s in seeds]})
+    return replace(suite, model=model, cells=tuple(expand(model, suite.path)))

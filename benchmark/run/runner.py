@@ -178,7 +178,7 @@ def write_suite_report(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, 
     for path in outcome.report_paths:
         client.log_artifact(parent_id, str(path), "report" + ("/confusion_matrices" if path.parent.name == "confusion_matrices" else ""))
     _log_suite_summary(client, parent_id, outcome)
-    echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}"))
+    echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}", report_dir=out_dir))
     echo(f"Report written to {out_dir}/ (report.html, report.md, leaderboard.csv, ...) and logged to parent run {parent_id}.")
     if outcome.failed:
         status = "FAILED"

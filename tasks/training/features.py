@@ -43,6 +43,7 @@ from tasks.data.datamodule import IndexedImages
 from tasks.data.images import ArrayStore, FileStore
 from tasks.data.index import Task
 from tasks.data.transforms import eval_preset
+from tracking import settings
 
 FINAL = "final"  # the backbone's own output (its pooled feature vector) rather than a named tap
 FORMAT = 1  # of cache entries; bump when extraction changes what an entry holds
@@ -51,8 +52,7 @@ POOLS = ("gap", "map")
 
 def default_cache_dir() -> Path:
     """`$MEDTL_CACHE/features`, else `.medtl_cache/features` under the working directory."""
-    root = os.environ.get("MEDTL_CACHE")
-    return (Path(root) if root else Path(".medtl_cache")) / "features"
+    return (settings.read("MEDTL_CACHE") or Path(".medtl_cache")) / "features"
 
 
 # --- taps -----------------------------------------------------------------------------------------
