@@ -30,6 +30,7 @@ def seed_rounds(suite: Suite) -> list[tuple[int, ...]]:
 
 
 def with_seeds(suite: Suite, seeds) -> Suite:
-    """`suite` with its seed axis replaced by `seeds` (pretraining cells keep the first seed, as the suite's own do)."""
+    """`suite` with the cells of `seeds` (pretraining cells keep the first seed, as the suite's own do). Its model keeps
+    the file's own seeds, so `seed_rounds` of the widened suite plans the same rounds."""
     model = suite.model.model_copy(update={"seeds": [int(s) for s in seeds]})
-    return replace(suite, model=model, cells=tuple(expand(model, suite.path)))
+    return replace(suite, cells=tuple(expand(model, suite.path)))

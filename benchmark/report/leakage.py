@@ -159,7 +159,9 @@ def leakage_section(results: SuiteResults, board: pd.DataFrame) -> tuple[Section
         for metric in RESCORED:
             a = st.mean_ci(main[metric]) if metric in main else st.mean_ci([])
             b = st.mean_ci(group[metric]) if metric in group else st.mean_ci([])
-            record.update({metric: a.mean, f"{metric}_dedup": b.mean, f"{metric}_dedup_low": b.low, f"{metric}_dedup_high": b.high})
+            record.update({metric: a.mean, f"{metric}_dedup": b.mean})
+            if metric == "mcc":  # the headline metric gets its interval; leakage_cells.csv has every cell
+                record.update(mcc_dedup_low=b.low, mcc_dedup_high=b.high)
         rows.append(record)
     table = pd.DataFrame(rows)
     order = {r: i for i, r in enumerate(board["row"])} if len(board) and "row" in board else {}

@@ -127,7 +127,7 @@ def power_table(cells: pd.DataFrame, board: pd.DataFrame, compared: pd.DataFrame
             variance = se ** 2 / (1.0 / n + ratio)
             record["mde"] = corrected_t_mde(variance, n, ratio, level, power)
             seeds = seeds_needed(d, variance, ratio, max(k, 1), level, power)
-            record["needed"] = (f"{k} folds x {int(seeds)} seeds" if np.isfinite(seeds) else
+            record["needed"] = ("no difference observed" if d == 0 else f"{k} folds x {int(seeds)} seeds" if np.isfinite(seeds) else
                                 f"out of reach by seeds (limit {corrected_t_limit(variance, ratio, level, power):.3f}: add test rows)")
         elif c["test_family"] == "McNemar":
             se = (c["high"] - c["low"]) / (2 * stats.norm.ppf(1 - st.ALPHA / 2))

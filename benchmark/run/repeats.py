@@ -51,6 +51,7 @@ def run_rounds(outcome, ctx, parent_id: str, run_one: Callable[[RunSpec], None],
             if spec.hash not in ctx.finished:
                 run_one(spec)
     seeds = done.looks[-1].seeds if done.looks else 0
+    outcome.suite = with_seeds(suite, rounds[max(len(done.looks), 1) - 1])  # a rerun that replays looks counts them too
     echo(f"repeats: {'decided' if done.decided else 'not decided'} after {len(done.looks)} of {done.planned_looks} planned "
          f"looks ({seeds} seeds).")
     return done

@@ -89,6 +89,7 @@ def test_seed_rounds_add_one_new_seed_per_round_and_keep_existing_identities(tmp
     suite = load_suite(_suite(tmp_path, "r", seeds=[4], repeats={"until": "decided", "max_seeds": 3}))
     assert seed_rounds(suite) == [(4,), (4, 5), (4, 5, 6)]
     wider = with_seeds(suite, (4, 5))
+    assert seed_rounds(wider) == seed_rounds(suite)  # a widened suite plans the same rounds
     assert {c.hash for c in suite.cells} < {c.hash for c in wider.cells}
     assert len(wider.finetune_cells) == 2 * len(suite.finetune_cells)
     plain = load_suite(_suite(tmp_path, "p", seeds=[4]))  # `repeats` is not part of any cell's identity
@@ -120,7 +121,8 @@ def test_a_repeats_suite_runs_its_rounds_audits_its_folds_and_reports_both(tmp_p
     assert "Repeats until decided (group-sequential design)" in report and f"{3} planned looks" in report
     assert "Power: what this suite could detect" in report and "Leakage: near-duplicates of test images" in report
     power = pd.read_csv(tmp_path / "report" / "power.csv")
-    assert (power["mde"] > 0).any()
+    t_rows = power[power["test"] == "corrected t-test"]
+    assert len(t_rows) == 1 and t_rows["n"].iloc[0] == 2 * looks and (t_rows["mde"] >= 0).all()
     leakage = pd.read_csv(tmp_path / "report" / "leakage.csv")
     assert set(leakage["flagged"]) == {0}  # generated images are distinct: re-scoring changes nothing
     np.testing.assert_allclose(leakage["mcc_dedup"], leakage["mcc"], atol=1e-5)
