@@ -14,9 +14,12 @@ def suite_experiment(suite: str) -> str:
     return f"{PREFIX}-{suite}"
 
 
+TUNING_SUFFIX = "-tuning"
+
+
 def tuning_experiment(suite: str) -> str:
     """The experiment that holds a suite's Optuna studies (one parent run per study, one nested run per trial)."""
-    return f"{PREFIX}-{suite}-tuning"
+    return f"{PREFIX}-{suite}{TUNING_SUFFIX}"
 
 
 def is_medtl_experiment(name: str) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report import statistics as st
-from benchmark.report.results import METRIC_RANGE, METRICS, ROW_KEYS, source_name
+from benchmark.report.results import METRIC_RANGE, METRICS, ROW_KEYS, registered, row_strategy, source_name
 from tracking.naming import EXTERNAL
 
 # Each name says how it is averaged (benchmark.report.results.METRICS): R_K, macro, micro (Medico 2018), positive class.
@@ -37,7 +37,7 @@ def trains(strategy: str, epochs_trained=np.nan) -> bool:
     from tasks.training.strategies import get_strategy
 
     try:
-        return bool(get_strategy(strategy).trains)
+        return bool(get_strategy(registered(strategy)).trains)
     except Exception:  # noqa: BLE001 - unknown name: the registry's own error says which names exist; here we only guess
         return bool(np.nan_to_num(epochs_trained) > 0)
 
@@ -46,8 +46,10 @@ def cell_results(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished fine-tuning runs (a `runs_frame`) as one row per cell: keys, fold, seed, metrics."""
     if runs.empty:
         return pd.DataFrame()
+    variants = runs["params.variant"].fillna("") if "params.variant" in runs else pd.Series("", index=runs.index)
     frame = pd.DataFrame({
-        "source": runs["params.source"].map(source_name), "backbone": runs["params.backbone"], "strategy": runs["params.strategy"],
+        "source": runs["params.source"].map(source_name), "backbone": runs["params.backbone"],
+        "strategy": [row_strategy({"strategy": s, "variant": v}) for s, v in zip(runs["params.strategy"], variants)],
         "fraction": runs["params.fraction"].astype(float), "fold": runs["params.fold"].astype(int),
         "seed": runs["params.seed"].astype(int), "run_id": runs["run_id"],
     })

@@ -16,7 +16,7 @@ import pandas as pd
 from benchmark.report import statistics as st
 from benchmark.report.comparisons import primary_test, row_label
 from benchmark.report.leaderboard import CI_NOTE, trains
-from benchmark.report.results import SuiteResults, source_name
+from benchmark.report.results import SuiteResults, registered, source_name
 from tracking.naming import BACKBONE_TAG, BEST_TRIAL_TAG, FRACTION_TAG, SOURCE_TAG, STRATEGY_TAG, STUDY_TAG, tuning_experiment
 
 # Below this many complete trials Optuna's parameter importances (fANOVA on the trials) rank noise: say so.
@@ -30,7 +30,7 @@ def _combines(strategy: str) -> bool:
     from tasks.training.strategies import get_strategy
 
     try:
-        return bool(get_strategy(strategy).combines)
+        return bool(get_strategy(registered(strategy)).combines)
     except Exception:  # noqa: BLE001 - a name this version does not register: not an ensemble it knows of
         return False
 

@@ -95,8 +95,20 @@ class SuiteResults:
         return self.artifact_table(run_id, "test/confusion_matrix.csv", index_col=0)
 
 
+def row_strategy(params: dict) -> str:
+    """A row's strategy as the report shows it: the registered name, with the suite's grid values in brackets
+    (`vlad[vlad_k=64]`), so each grid value is a row of its own."""
+    strategy, variant = params.get("strategy", "?"), params.get("variant") or ""
+    return f"{strategy}[{variant}]" if variant else strategy
+
+
+def registered(strategy: str) -> str:
+    """The registry name inside a row's strategy label (`vlad[vlad_k=64]` -> `vlad`)."""
+    return strategy.split("[", 1)[0]
+
+
 def _spec_keys(params: dict) -> dict:
-    return {"source": source_name(params.get("source", "?")), "backbone": params.get("backbone", "?"), "strategy": params.get("strategy", "?"),
+    return {"source": source_name(params.get("source", "?")), "backbone": params.get("backbone", "?"), "strategy": row_strategy(params),
             "fraction": float(params.get("fraction", 1.0)), "fold": int(params.get("fold", -1)), "seed": int(params.get("seed", 0))}
 
 
@@ -130,7 +142,7 @@ def _missing_row(keys: dict, run, stage: str = "finetune", waits_for: dict | Non
 
 
 def _keys(cell) -> dict:
-    return {"source": source_name(cell.source), "backbone": cell.backbone, "strategy": cell.strategy, "fraction": float(cell.fraction),
+    return {"source": source_name(cell.source), "backbone": cell.backbone, "strategy": cell.row_strategy, "fraction": float(cell.fraction),
             "fold": int(cell.fold), "seed": int(cell.seed)}
 
 

@@ -116,4 +116,4 @@ def test_positive_class_error_names_the_classes_and_wants_a_binary_target():
 
 def test_spec_without_the_new_fields_hashes_as_pinned():
     # The fields added here (positive_class, variant) at their defaults leave the identity untouched.
-    assert set(REFERENCE.identity()) == set(RunSpec.__dataclass_fields__) - {"members", "extra_train", "positive_class", "variant"}
+    assert set(REFERENCE.identity()) == set(RunSpec.__dataclass_fields__) - {"members", "extra_train", "external", "positive_class", "variant"}

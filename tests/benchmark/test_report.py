@@ -1,5 +1,6 @@
 """The report on a fabricated store (no training): verdicts on planted differences, sections, missing cells, HTML."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -137,8 +138,12 @@ def test_ui_link_opens_the_suites_runs_table(store, capsys):
 
     assert main(["report", str(store["path"]), "--tracking-uri", store["uri"], "--ui-link", "http://127.0.0.1:5000"]) == 0
     experiment = MlflowClient(store["uri"]).get_experiment_by_name("medtl-fab")
-    assert capsys.readouterr().out.strip() == f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+    # workflowType: MLflow 3.5+ opens every experiment in its GenAI view without it; the shared view shows MCC columns.
+    assert capsys.readouterr().out.strip() == (f"cells: http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+                                               "?workflowType=machine_learning&viewStateShareKey=medtl")
     assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
+    view = json.loads(experiment.tags["mlflow.sharedViewState.medtl"])
+    assert view["orderByKey"] == "metrics.`test/mcc`" and "metrics.`test/mcc`" in view["selectedColumns"]
 
 
 def test_html_renders_in_headless_chromium(report, tmp_path):
