@@ -40,6 +40,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
   repeats       {until: decided, max_seeds: N}: add seeds in rounds until the top rows' comparison is decided
                 (group-sequential; benchmark/run/repeats.py, benchmark/report/sequential.py)
+  transferability  false: skip LogME / H-score of every source x backbone before fine-tuning (default true;
+                benchmark/cell/transferability.py)
 
 Every key, its type and its default are in `benchmark.plan.schema.SuiteModel`, the one description
 of a suite: the file is read once, validated once into that model, checked against the registries
@@ -106,6 +108,11 @@ class Suite:
     def repeats(self) -> dict | None:
         """{until, max_seeds}: seeds added in rounds (benchmark/plan/repeats.py); None for a fixed design."""
         return self.model.repeats.model_dump() if self.model.repeats else None
+
+    @property
+    def transferability(self) -> bool:
+        """Score every source x backbone before fine-tuning (benchmark/cell/transferability.py)."""
+        return self.model.transferability
 
     @property
     def finetune_cells(self) -> tuple[RunSpec, ...]:
