@@ -62,6 +62,9 @@ PID_TAG = "medtl.pid"
 HOST_TAG = "medtl.host"
 LAUNCHER_TAG = "medtl.launcher"
 RESUMED_TAG = "medtl.resumed_from_epoch"  # a cell continued from its last epoch checkpoint
+REPEATS_LOOKS_TAG = "medtl.repeats.looks"  # looks a `repeats` suite's sequential design analysed (benchmark/run/repeats.py)
+REPEATS_DECIDED_TAG = "medtl.repeats.decided"  # "true" when its top rows' comparison crossed the boundary
+AUDIT_TAG = "medtl.audit"  # a suite run's leakage audit: "<pairs> near-duplicate pairs" (benchmark/run/audit.py)
 
 
 def effective_tag(setting: str) -> str:

@@ -178,6 +178,13 @@ class Throughput(_Strict):
     compile: bool = False  # torch.compile the training steps; a machine setting (tasks.training.speed.Compile)
 
 
+class Repeats(_Strict):
+    """Seeds added in rounds until the top rows' comparison is decided (benchmark/run/repeats.py)."""
+
+    until: Literal["decided"]  # the one stopping rule: the group-sequential boundary (benchmark/report/sequential.py)
+    max_seeds: Annotated[int, Field(ge=2)]  # seeds in all, the suite's own included; one round adds one
+
+
 class SuiteModel(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str | None = None
@@ -199,7 +206,18 @@ class SuiteModel(_Strict):
     save_checkpoints: bool = False
     hparams_from: Literal["optuna"] | None = None  # each row's cells take its study's best trial (benchmark/tune/study.py)
     tune_budget: Annotated[int, Field(ge=1)] | None = None  # trials per row, tuned before the fine-tuning cells
+    repeats: Repeats | None = None  # seeds added in rounds until decided (benchmark/run/repeats.py)
     transferability: bool = True  # LogME / H-score per source x backbone before fine-tuning (benchmark/cell/transferability.py)
+
+    @model_validator(mode="after")
+    def _repeats_fit(self) -> "SuiteModel":
+        if self.repeats is not None and self.folds == "official":
+            raise ValueError("repeats need k-fold folds: on the official split every seed tests the same images, so "
+                             "added seeds cannot decide a comparison")
+        if self.repeats is not None and self.repeats.max_seeds <= len(self.seeds):
+            raise ValueError(f"repeats.max_seeds ({self.repeats.max_seeds}) leaves no round to add: the suite already has "
+                             f"{len(self.seeds)} seed(s)")
+        return self
 
     @field_validator("seeds", "fractions", "backbones", "strategies")
     @classmethod
@@ -253,6 +271,7 @@ FIXES = {
     "target": "give target: {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, extra_train: [...], external: [...]}",
     "pretrain": "give pretrain: {dataset: NAME, path: ..., options: {...}, weights: ..., folds: ..., hparams: {...}}",
     "hparams": "write a mapping of hyperparameter names to values (tasks/training/hparams.py)",
+    "repeats": "write repeats: {until: decided, max_seeds: N} with N above the number of seeds, on a k-fold suite",
     "grid": "write a mapping of hyperparameter names to lists of distinct values, e.g. grid: {vlad_k: [64, 256]}, and "
             "leave those names out of 'hparams'",
     "positive_class": "write the name of one class of the binary target, e.g. positive_class: pneumonia",

@@ -38,6 +38,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,
                 default sqlite:///optuna.db) over the suite's hparams; see benchmark/tune/study.py
   tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
+  repeats       {until: decided, max_seeds: N}: add seeds in rounds until the top rows' comparison is decided
+                (group-sequential; benchmark/run/repeats.py, benchmark/report/sequential.py)
   transferability  false: skip LogME / H-score of every source x backbone before fine-tuning (default true;
                 benchmark/cell/transferability.py)
 
@@ -101,6 +103,11 @@ class Suite:
     def tune_budget(self) -> int:
         """Trials per row tuned before the fine-tuning cells (0: no tuning)."""
         return self.model.tune_budget or 0
+
+    @property
+    def repeats(self) -> dict | None:
+        """{until, max_seeds}: seeds added in rounds (benchmark/plan/repeats.py); None for a fixed design."""
+        return self.model.repeats.model_dump() if self.model.repeats else None
 
     @property
     def transferability(self) -> bool:

@@ -23,6 +23,9 @@ from benchmark.report.floors import chance_floors, degenerate_rows, row_cells
 from benchmark.report.leaderboard import CI_NOTE, format_leaderboard, full_markdown, leaderboard, trains
 from benchmark.report.protocol import protocol_text
 from benchmark.report.external import external_section
+from benchmark.report.leakage import leakage_section
+from benchmark.report.power import power_section
+from benchmark.report.sequential import sequential_section
 from benchmark.report.calibration import calibration_section
 from benchmark.report.transferability import transferability_section
 from benchmark.report.render import Section, to_html
@@ -203,6 +206,9 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
         paired.tables.append(("", compared[["family", "a", "b", "test", "n", "difference", "low", "high", "effect_name", "effect",
                                              "p_value", "p_holm", "significant"]]))
     sections.append(paired)
+    power, power_table = power_section(cells, board, compared)
+    leakage, leakage_rows, leakage_cells = leakage_section(results, board)
+    sections += [power, sequential_section(cells, results.rounds), leakage]
     sections.append(external_section(results, board))  # in-domain vs external scores, rank agreement (target.external)
     sections.append(rank_section(board, out_dir))
     sections.append(transferability_section(results, board, compared, primary_test(cells)))  # LogME / H-score vs the order
@@ -253,6 +259,9 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
     compared.to_csv(paths[6], index=False)
     per_class.to_csv(paths[7], index=False)
     floors.to_csv(paths[8], index=False)
+    for name, frame in (("power.csv", power_table), ("leakage.csv", leakage_rows), ("leakage_cells.csv", leakage_cells)):
+        frame.to_csv(out_dir / name, index=False)
+        paths.append(out_dir / name)
     paths += [p for p in (out_dir / "calibration.csv",) if p.exists()]
     paths += sorted(out_dir.glob("*.png")) + sorted((out_dir / "confusion_matrices").glob("*"))
     return Report(out_dir, board, floors, compared, wins, markdown, paths)

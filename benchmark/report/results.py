@@ -76,6 +76,7 @@ class SuiteResults:
     missing: pd.DataFrame  # CELL_KEYS + stage, status, error, run_id for cells (pretraining too) without a FINISHED run
     expected_known: bool  # True when the suite file said which cells to expect
     client: object = None  # to read artifacts
+    rounds: tuple = ()  # with `repeats`: planned cumulative seeds per look (benchmark/plan/repeats.py); else ()
     _artifacts: dict = field(default_factory=dict)
 
     def artifact_table(self, run_id: str, path: str, **read_csv) -> pd.DataFrame | None:
@@ -160,6 +161,7 @@ def _latest(runs: list) -> dict:
 def load_results(client, *, suite=None, parent_run_id: str | None = None) -> SuiteResults:
     """Finished and missing fine-tuning cells of `suite` (a loaded Suite) or of the suite that `parent_run_id` ran."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per CSV fetched is noise
+    rounds: list = []
     if suite is not None:
         from tracking.naming import suite_experiment
 
@@ -169,6 +171,8 @@ def load_results(client, *, suite=None, parent_run_id: str | None = None) -> Sui
             raise ReportError(f"No MLflow experiment {suite_experiment(suite.name)!r} in {client.tracking_uri}: run "
                               f"`medtl benchmark {suite.path}` first, or pass --tracking-uri of the store that has it.")
         experiment_id = experiment.experiment_id
+        rounds = _rounds(suite)
+        suite = _planned(suite, rounds)
     else:
         try:
             parent = client.get_run(parent_run_id)
@@ -201,7 +205,28 @@ def load_results(client, *, suite=None, parent_run_id: str | None = None) -> Sui
     external = sorted({k for c in cells for k in c if k.startswith(f"{EXTERNAL}/")})
     cells_frame = pd.DataFrame(cells, columns=[*CELL_KEYS, "run_id", "spec_hash", "folds", "select", "tuning", *RUN_METRICS, *external])
     missing_frame = pd.DataFrame(missing, columns=[*CELL_KEYS, "stage", "status", "error", "run_id"])
-    return SuiteResults(name, experiment_id, cells_frame, missing_frame, suite is not None, client)
+    if len(rounds) > 1:  # seeds of rounds the sequential design never reached are not missing: they were never due
+        from benchmark.report.sequential import reached_seeds
+
+        missing_frame = missing_frame[missing_frame["seed"].isin(reached_seeds(cells_frame, rounds))].reset_index(drop=True)
+    return SuiteResults(name, experiment_id, cells_frame, missing_frame, suite is not None, client, rounds=tuple(rounds))
+
+
+def _rounds(suite) -> list:
+    if not getattr(suite, "repeats", None):
+        return []
+    from benchmark.plan.repeats import seed_rounds
+
+    return seed_rounds(suite)
+
+
+def _planned(suite, rounds: list):
+    """With `repeats`, the suite with every seed its design may add: the cells of rounds that ran are expected."""
+    if len(rounds) < 2:
+        return suite
+    from benchmark.plan.repeats import with_seeds
+
+    return with_seeds(suite, rounds[-1])
 
 
 def is_run_id(value: str) -> bool:

@@ -139,6 +139,9 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
     outcome = SuiteOutcome(suite, parent_id)
     echo(f"Suite {suite.name}: {len(suite.cells)} cells ({len(suite.cells) - len(suite.finetune_cells)} pretraining) "
          f"-> MLflow {ctx.tracking_uri}, experiment {suite_experiment(suite.name)}")
+    from benchmark.run.audit import audit_suite
+
+    audit_suite(suite, ctx, parent_id, echo)  # near-duplicates of the folds, for the report's leakage section
     try:
         # The one bar that stays: cells done / total, ETA, the current cell (Lightning's sit under it, transient).
         with tqdm(total=len(suite.cells), desc=f"suite {suite.name}", unit="cell", position=0, dynamic_ncols=True,
@@ -151,6 +154,11 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
                 bar.set_postfix_str(spec.label, refresh=True)
                 run_claimed_cell(spec, ctx, claims, experiment_id, parent_id, outcome)
                 bar.update(1)
+        if outcome.suite.repeats:  # seeds in rounds until the top rows' comparison is decided
+            from benchmark.run.repeats import run_rounds
+
+            run_rounds(outcome, ctx, parent_id, lambda spec: run_claimed_cell(spec, ctx, claims, experiment_id, parent_id, outcome),
+                       echo=tqdm.write)
         status = report_keeping_cells(outcome, ctx, parent_id, report_dir, echo)
     except BaseException:
         status = "KILLED"
