@@ -126,6 +126,10 @@ class Throughput(_Strict):
     compile: bool = False  # torch.compile the training steps; a machine setting (tasks.training.speed.Compile)
 
 
+class Tune(_Strict):
+    scope: Literal["nested", "shared"] = "nested"  # a study per (row, outer fold), or one per row (optimistic)
+
+
 class SuiteModel(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str | None = None
@@ -145,6 +149,7 @@ class SuiteModel(_Strict):
     save_checkpoints: bool = False
     hparams_from: Literal["optuna"] | None = None  # each row's cells take its study's best trial (benchmark/tune/study.py)
     tune_budget: Annotated[int, Field(ge=1)] | None = None  # trials per row, tuned before the fine-tuning cells
+    tune: Tune | None = None  # which study a tuned cell uses (benchmark/plan/tuning.py)
 
     @field_validator("seeds", "fractions", "backbones", "strategies")
     @classmethod

@@ -26,6 +26,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,
                 default sqlite:///optuna.db) over the suite's hparams; see benchmark/tune/study.py
   tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
+  tune          {scope: nested|shared}: nested (default) tunes one study per (row, outer fold) on that fold's
+                training rows; shared tunes one per row on its first fold (optimistic; benchmark/plan/tuning.py)
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ import yaml
 from benchmark.plan.ensembles import expand_ensembles
 from benchmark.plan.spec import RunSpec
 from benchmark.plan.schema import UniqueKeyLoader, error_message, hparam_errors, schema_errors
+from benchmark.plan.tuning import DEFAULT_SCOPE, cell_study
 
 KNOWN_KEYS = {"name", "description", "target", "folds", "seeds", "fractions", "backbones", "strategies",
               "sources", "hparams", "image_size", "throughput", "precision", "devices", "num_workers",
-              "save_checkpoints", "hparams_from", "tune_budget"}
+              "save_checkpoints", "hparams_from", "tune_budget", "tune"}
 
 
 class SuiteError(ValueError):
@@ -58,7 +61,8 @@ class Suite:
     num_workers: int | str = "auto"  # DataLoader workers per cell (auto: chosen per device)
     save_checkpoints: bool = False  # keep the tested epoch's checkpoint as an artifact
     hparams_from: str = ""  # "optuna": cells use their row's best trial (benchmark/tune/study.py)
-    tune_budget: int = 0  # trials per row tuned before the fine-tuning cells (0: no tuning)
+    tune_budget: int = 0  # trials per study tuned before the fine-tuning cells (0: no tuning)
+    tune_scope: str = DEFAULT_SCOPE  # nested: a study per (row, outer fold); shared: one per row (benchmark/plan/tuning.py)
 
     @property
     def finetune_cells(self) -> tuple[RunSpec, ...]:
@@ -102,7 +106,12 @@ def load_suite(path: Path | str) -> Suite:
             raise
         raise SuiteError(f"{path}: {exc}") from exc
     return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}), raw.get("num_workers", "auto"),
-                 bool(raw.get("save_checkpoints", False)), str(raw.get("hparams_from") or ""), int(raw.get("tune_budget") or 0))
+                 bool(raw.get("save_checkpoints", False)), str(raw.get("hparams_from") or ""), int(raw.get("tune_budget") or 0),
+                 _scope(raw))
+
+
+def _scope(raw: dict) -> str:
+    return str((raw.get("tune") or {}).get("scope", DEFAULT_SCOPE))
 
 
 def validate(raw: dict, path: Path) -> None:
@@ -213,22 +222,35 @@ def _image_size(value: Any, backbone: str, path: Path) -> int:
     return size
 
 
-def _tuned(raw: dict, task: str, backbone: str, source: str, strategy: str, path: Path) -> dict | None:
-    """With `hparams_from: optuna`, the row's best trial params (benchmark/tune/study.py); else None."""
+def _tuned(raw: dict, cell: RunSpec, path: Path) -> dict | None:
+    """With `hparams_from: optuna`, the best trial params of `cell`'s study (benchmark/plan/tuning.py); else None."""
     if raw.get("hparams_from") != "optuna":
         return None
     from tasks.training import get_strategy
-    from tracking.naming import study_name
     from tracking.studies import best_params, storage_url
 
-    if not get_strategy(strategy).tunable:
+    if not get_strategy(cell.strategy).tunable:
         return None
-    name = study_name(str(raw["name"]), task, backbone, source, strategy)
+    name = cell_study(str(raw["name"]), _scope(raw), cell)
     best = best_params(name)
     if best is None and not raw.get("tune_budget"):
         raise SuiteError(f"{path}: hparams_from: optuna, but study {name!r} in {storage_url()} has no COMPLETE trial. "
                          f"Fix: run `medtl tune {path}` first, or set `tune_budget: N` to tune before the cells run.")
     return best  # None before a tune_budget suite's first tuning: the runner reloads the suite after tuning
+
+
+def _with_tuned(raw: dict, path: Path, cell: RunSpec) -> RunSpec:
+    """`cell` with its study's best values over the suite's hyperparameters (nested: its own outer fold's study)."""
+    from dataclasses import replace
+
+    from tasks.training import get_strategy
+
+    best = _tuned(raw, cell, path)
+    if not best:
+        return cell
+    hparams = get_strategy(cell.strategy).resolve(raw.get("hparams"), best)
+    get_strategy(cell.strategy).check(cell.backbone, hparams, image_size=cell.image_size)
+    return replace(cell, hparams=tuple(sorted(hparams.items())))
 
 
 def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
@@ -286,13 +308,13 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
                 raise SuiteError(f"{path}: source {source!r} needs 'weights: ...' or 'pretrain: {{dataset: ...}}'.")
         for source, weights in source_weights.items():
             for strategy in (s for s in strategies if not get_strategy(s).combines):  # ensembles come last
-                hparams = get_strategy(strategy).resolve(raw.get("hparams"), _tuned(raw, target_dataset, str(backbone), source, strategy, path))
+                hparams = get_strategy(strategy).resolve(raw.get("hparams"))
                 # A strategy that cannot apply (VLAD on a backbone without a spatial tap) fails here, before any cell.
                 get_strategy(strategy).check(str(backbone), hparams, image_size=common["image_size"])
                 for seed in seeds:
                     for fraction in fractions:
                         for fold in fold_ids:
-                            finetune_cells.append(
+                            finetune_cells.append(_with_tuned(raw, path,
                                 RunSpec.build(
                                     stage="finetune",
                                     task=target_dataset,
@@ -310,5 +332,5 @@ def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
                                     extra_train=extra_train,
                                     **common,
                                 )
-                            )
+                            ))
     return pretrain_cells + finetune_cells + expand_ensembles(finetune_cells, strategies, raw.get("hparams"))
