@@ -24,7 +24,7 @@ from tasks.data.device_pipeline import loader_workers, resolve_pipeline
 from tasks.data.index import Task
 from tasks.training.distributed import per_device_batch, sync_batchnorm, throughput_callbacks, world_size
 from tasks.training.module import ClassifierModule
-from tasks.training.resume import checkpoint_epoch, last_checkpoint, resume_callbacks
+from tasks.training.resume import checkpoint_progress, last_checkpoint, resume_callbacks
 from tasks.training.setup import Machine, TrainPlan
 from tasks.training.speed import Compile, MemoryFormat, warn_precision
 from tasks.training.strategies import get_strategy
@@ -224,7 +224,7 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
     )
     # A killed fit of this cell left its last epoch: continue from there (tasks.training.resume).
     last = last_checkpoint(resume)
-    resumed_from = checkpoint_epoch(last) if last is not None else -1
+    resumed_from = checkpoint_progress(last) if last is not None else None
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=False)
     fit_seconds = time.perf_counter() - start
@@ -250,6 +250,7 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
                        extra=_resumed(resumed_from))
 
 
-def _resumed(epoch: int) -> dict:
-    """`result.extra["resumed_from_epoch"]`: the epoch a resumed fit continued at (epochs done before the kill)."""
-    return {"resumed_from_epoch": epoch} if epoch >= 0 else {}
+def _resumed(progress: tuple[int, int] | None) -> dict:
+    """For a resumed fit, `result.extra` entries `resumed_from_epoch` (the epoch it continued at: the epochs done
+    before the kill) and `resumed_from_step` (the optimizer steps done, the logger's step at the checkpoint)."""
+    return {} if progress is None else {"resumed_from_epoch": progress[0], "resumed_from_step": progress[1]}

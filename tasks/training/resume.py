@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 LAST = "last"  # the epoch checkpoint's file stem: <folder>/last.ckpt
 # Fault injection for tests/benchmark/test_kill_resume.py: "<epoch>:<file>" makes a fit that did not resume write the
@@ -45,9 +45,10 @@ def last_checkpoint(folder: Path | None) -> Path | None:
     return path if path.is_file() else None
 
 
-def checkpoint_epoch(path: Path) -> int:
-    """How many epochs the checkpoint at `path` completed (the 0-based epoch a resumed fit starts at)."""
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"]) + 1
+def checkpoint_progress(path: Path) -> tuple[int, int]:
+    """(epochs completed, optimizer steps taken) by the checkpoint at `path`: a resumed fit starts at that epoch."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return int(checkpoint["epoch"]) + 1, int(checkpoint["global_step"])
 
 
 class EpochCheckpoint(ModelCheckpoint):
@@ -104,6 +105,12 @@ class RandomState(Callback):
 
         datamodule.train_dataloader = train_dataloader
         self._pending = state_dict
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # A fit that early stopping had ended, killed before its cell finished: Lightning does not checkpoint
+        # `should_stop`, so without this the resumed fit would train one epoch more than the uninterrupted one.
+        if self._pending is not None and any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks):
+            trainer.should_stop = True
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if self._pending is not None:
