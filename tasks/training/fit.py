@@ -95,6 +95,10 @@ def train_and_test(task: Task, backbone, plan: TrainPlan, machine: Machine = Mac
     in whole batches on the training device (auto: device when the store fits, on CPUs too).
 
     `machine.compile` runs the training steps through `torch.compile` (`tasks.training.speed.Compile`).
+
+    `machine.resume_dir` makes the fit resumable: a full checkpoint and the random state at every epoch end, and
+    a fit that finds `last.ckpt` there continues from it (`tasks.training.resume`); `result.extra` then holds
+    `resumed_from_epoch` and `resumed_from_step`. The selected epoch's checkpoint lives there too, so it survives.
     """
     fold, k, seed, hp, size, fraction = plan.fold, plan.k, plan.seed, plan.hp, plan.size, plan.fraction
     accelerator, devices = machine.accelerator, machine.devices
