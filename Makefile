@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUITE ?= benchmark/suites/smoke.yaml
 MLFLOW_PORT ?= 5000
 
-.PHONY: install test test-fast benchmark tune real-cpu report pipeline perf ui server lint-imports constraints clean
+.PHONY: install test test-fast benchmark tune probes real-cpu report pipeline perf ui server lint-imports constraints clean
 
 install:  ## create .venv and install medtl with its test extras, pinned by constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ tune:  ## a small Optuna study on generated data (storage sqlite:///optuna.db; o
 medmnist-baseline:  ## MedMNIST v2's baseline protocol on BreastMNIST from scratch (override DATA=...)
 	$(BIN)/medtl benchmark benchmark/suites/medmnist-baseline.yaml --data-root $(or $(DATA),../shared/data)
 
+probes:  ## frozen-feature probes (svm, knn, few-shot, linear) on BreastMNIST (override DATA=...)
+	$(BIN)/medtl benchmark benchmark/suites/probes-breastmnist.yaml --data-root $(or $(DATA),../shared/data)
+
 real-cpu:  ## the real-data CPU profile on ../shared/data (override DATA=...)
 	$(BIN)/medtl benchmark benchmark/suites/real-cpu.yaml --data-root $(or $(DATA),../shared/data)
 
@@ -40,8 +43,9 @@ pipeline:  ## training-pipeline efficiency, both paths (SIZES=32,64,224 on a GPU
 perf:  ## medtl vs timm inference img/s, alternating (MODELS=resnet18,...); CSV reports/throughput/perf_*.csv
 	$(BIN)/python -m benchmark.speed.perf $(if $(MODELS),--models $(MODELS))
 
-ui:  ## browse runs: prints the link to the suite's runs table (cells nested under their suite run), then serves the UI
-	@$(BIN)/medtl report $(SUITE) --ui-link http://127.0.0.1:$(MLFLOW_PORT) | sed 's/^/Runs of $(notdir $(SUITE)): /' || true
+ui:  ## browse runs: prints the links to the suite's runs tables (cells, studies), then serves the UI
+	@$(BIN)/medtl report $(SUITE) --ui-link http://127.0.0.1:$(MLFLOW_PORT) | sed 's/^/Runs of $(notdir $(SUITE)), /' || true
+	@echo "All experiments: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning (open these links: MLflow's home page is its GenAI view)"
 	@echo "The suite's report: its parent run's artifacts, folder report/ (report.html)."
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --default-artifact-root ./mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT)
 

@@ -71,6 +71,15 @@ class TorchvisionImageNet(ImageNetWeights):
         return ("python -c \"import torchvision; torchvision.models.get_weight("
                 f"'{type(member).__name__}.{member.name}').get_state_dict(progress=True)\"")
 
+    def check(self, name: str) -> None:
+        path, url = self.cache_path(), str(self._enum().url)
+        if path.exists():
+            return
+        try:
+            _reachable(url)
+        except OSError as exc:
+            raise _offline_error(name, path, url, exc, self.fetch_command()) from exc
+
     def load_into(self, backbone: Backbone) -> None:
         path, url = self.cache_path(), str(self._enum().url)
         if not path.exists():
@@ -134,6 +143,16 @@ class TimmImageNet(ImageNetWeights):
             if isinstance(found, str):
                 return Path(found)
         return None
+
+    def check(self, name: str) -> None:
+        from huggingface_hub import constants
+
+        if self.cached_file() is not None:
+            return
+        try:
+            _reachable(constants.ENDPOINT)
+        except OSError as exc:
+            raise _offline_error(name, self.cache_path(), constants.ENDPOINT, exc, self.fetch_command()) from exc
 
     def _download(self, name: str) -> Path:
         from huggingface_hub import constants, hf_hub_download

@@ -93,6 +93,10 @@ class ImageNetWeights:
         """What the weights are, exactly: the library's id and, where the cache has one, its revision."""
         return "imagenet"
 
+    def check(self, name: str) -> None:
+        """Raise the offline error for backbone `name` now, before anything trains, when the weights are neither
+        cached nor downloadable (downloads nothing). Default: nothing to check."""
+
 
 class HubWeights:
     """A hub model's own published weights (`weights: hub`), read from the Hugging Face cache.

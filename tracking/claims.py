@@ -35,12 +35,17 @@ from dataclasses import dataclass, field
 from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
+from tracking import settings
 from tracking.runs import ERROR_TAG, HASH_TAG, search_runs, start_run
 from tracking.naming import CLAIM_TAG, HEARTBEAT_TAG, HOST_TAG, PID_TAG
 
-# A claim lives this long without a heartbeat (MEDTL_LEASE_SECONDS overrides): long enough for a
-# store that is slow for a while, short enough that a dead SLURM worker's cells come back soon.
-LEASE_S = float(os.environ.get("MEDTL_LEASE_SECONDS", "300"))
+def lease_seconds() -> float:
+    """How long a claim lives without a heartbeat: $MEDTL_LEASE_SECONDS, default 300 s.
+
+    Long enough for a store that is slow for a while, short enough that a dead SLURM worker's cells
+    come back soon. Read when a Claims is made, not at import, so a bad value is a SettingError.
+    """
+    return settings.read("MEDTL_LEASE_SECONDS")
 
 
 def pid_alive(pid: int) -> bool:
@@ -59,7 +64,7 @@ class Claims:
 
     client: MlflowClient  # the shared store
     experiment_id: str  # the suite's experiment
-    lease_s: float = LEASE_S  # a heartbeat older than this is a dead claim
+    lease_s: float = field(default_factory=lease_seconds)  # a heartbeat older than this is a dead claim
     settle_s: float = 0.2  # how long a run creation may take to become visible to others
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)

@@ -14,9 +14,12 @@ def suite_experiment(suite: str) -> str:
     return f"{PREFIX}-{suite}"
 
 
+TUNING_SUFFIX = "-tuning"
+
+
 def tuning_experiment(suite: str) -> str:
     """The experiment that holds a suite's Optuna studies (one parent run per study, one nested run per trial)."""
-    return f"{PREFIX}-{suite}-tuning"
+    return f"{PREFIX}-{suite}{TUNING_SUFFIX}"
 
 
 def is_medtl_experiment(name: str) -> bool:
@@ -81,3 +84,17 @@ STAGE_PRETRAIN = "pretrain"
 STAGE_FINETUNE = "finetune"
 STAGE_STUDY = "study"  # an Optuna study's parent run
 STAGE_TRIAL = "trial"  # one Optuna trial
+
+
+# --- external test sets (benchmark/cell/external.py logs them, benchmark/report/external.py reads them) ----
+EXTERNAL = "external"  # metrics external/<name>/mcc ..., artifacts external/<name>/predictions.csv
+
+
+def external_prefix(name: str) -> str:
+    """The metric prefix of a cell's scores on external test set `name`."""
+    return f"{EXTERNAL}/{name}/"
+
+
+def external_predictions(name: str) -> str:
+    """The artifact path of a cell's predictions on external test set `name`."""
+    return f"{EXTERNAL}/{name}/predictions.csv"

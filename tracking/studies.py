@@ -20,7 +20,34 @@ SQLITE_TIMEOUT_S = 120  # several processes on one sqlite file wait for its writ
 
 
 def storage_url(value: str | None = None) -> str:
-    return value or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    from tracking import settings
+
+    return value or settings.read(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def storage_source(value: str | None = None) -> str:
+    """Where `storage_url(value)` came from, for messages: the flag, the environment variable or the default."""
+    return "--storage" if value else f"${STORAGE_ENV}" if os.environ.get(STORAGE_ENV) else f"the default {DEFAULT_STORAGE}"
+
+
+def check_storage(value: str | None = None) -> str:
+    """The storage URL a command uses, checked before anything is recorded: a database that answers within
+    tracking.preflight.CONNECT_TIMEOUT_S (or a sqlite file / journal file whose folder can hold it). Raises
+    StoreError naming where the URL came from, the URL (password hidden), the cause and the fix."""
+    from pathlib import Path
+
+    from tracking.preflight import StoreError, _writable, check_database
+
+    url, source = storage_url(value), storage_source(value)
+    if "://" not in url:  # a journal file path
+        folder = Path(url).absolute().parent
+        if not folder.is_dir() or not _writable(folder):
+            why = "does not exist" if not folder.is_dir() else "is not writable"
+            raise StoreError(f"Optuna journal file {url} (from {source}): folder {folder} {why}. Fix: mkdir -p {folder}, "
+                             f"or correct {source}.")
+        return url
+    check_database(url, what="Optuna storage", source=source)
+    return url
 
 
 @functools.cache
@@ -43,7 +70,9 @@ def open_storage(url: str):
                                                               "poolclass": StaticPool})
     with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9; it is what finds dead workers
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        # A bounded connect: a server that accepts and never answers would block the study without limit.
+        connect = {"connect_args": {"connect_timeout": 10}} if url.startswith(("postgresql", "mysql", "mariadb")) else {}
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, engine_kwargs=connect)
 
 
 def shown_url(url: str) -> str:
@@ -59,8 +88,17 @@ def best_params(name: str, url: str | None = None) -> dict | None:
     """The best COMPLETE trial's params of study `name`, or None when it has none (or does not exist)."""
     import optuna
 
-    storage = open_storage(storage_url(url))
-    if name not in optuna.study.get_all_study_names(storage):
+    try:
+        storage = open_storage(storage_url(url))
+        names = optuna.study.get_all_study_names(storage)
+    except Exception as exc:  # noqa: BLE001 - the precise cause when the check finds it, else the driver's words
+        check_storage(url)
+        from tracking.preflight import StoreError
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise StoreError(f"Optuna storage {shown_url(storage_url(url))} (from {storage_source(url)}) cannot be read: "
+                         f"{first}. Fix: correct {storage_source(url)}, or restore the storage file.") from None
+    if name not in names:
         return None
     study = optuna.load_study(study_name=name, storage=storage)
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):

@@ -3,7 +3,8 @@
     medtl benchmark my-suite.yaml --data-root ~/data    # a bad layout stops here (exit 2), naming the suite key
 
 A dataset that loads but cannot give a trustworthy result (one class, a class without training
-rows, repeated items, names differing only in case: `tasks.data.checks`), a `folds: official` on
+rows, repeated items, names differing only in case: `tasks.data.checks`), an external test set whose
+class names are not the target's (`benchmark.cell.external`), a `folds: official` on
 a dataset without an official split, or a path that does not exist under `--data-root`, would
 otherwise fail (or, worse, finish) cell after cell. Errors name the suite key, the folder it
 resolved to, and the `--data-root` that would work when one is found nearby.
@@ -14,7 +15,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+from benchmark.cell.external import load_external
 from benchmark.cell.route import load_cell_task
+from benchmark.plan.checks import positive_class_error
 from benchmark.plan.spec import RunSpec
 from tasks.data import DataError
 from tasks.data.checks import check_task
@@ -50,11 +53,30 @@ def _resolve(spec: RunSpec, data_root: Path | None) -> Path | None:
     raise DataError(f"{key}.path {spec.data_path!r} with {given} is {root}, which does not exist. Fix: {fix}.")
 
 
+def check_suite_weights(cells: tuple[RunSpec, ...]) -> None:
+    """ImageNet weights of `cells` in the library's cache (or downloadable), checked once before the first cell:
+    offline without a cached copy, every such cell would fail with the same error. Raises WeightsError, naming
+    the suite key, the cache file and the command that fills it. (Not at suite loading: `medtl report` and
+    suite validation need no weights.)"""
+    from backbones import backbone_entry
+    from backbones.errors import WeightsError
+
+    for backbone, source in sorted({(c.backbone, c.source) for c in cells if c.weights == "imagenet"}):
+        entry = backbone_entry(backbone)
+        if entry.imagenet is not None:
+            try:
+                entry.imagenet.check(backbone)
+            except WeightsError as exc:
+                raise WeightsError(f"sources.{source}: {exc}") from exc
+
+
 def check_suite_data(cells: tuple[RunSpec, ...], data_root: Path | None, cache: OrderedDict | None = None) -> int:
-    """Load and check every distinct dataset of `cells`; raise DataError naming the suite key. Returns how many."""
+    """Load and check every distinct dataset of `cells` (and their ImageNet weights: `check_suite_weights`);
+    raise DataError naming the suite key. Returns how many datasets."""
+    check_suite_weights(cells)
     seen: set = set()
     for spec in cells:
-        key = (spec.task, spec.data_path, repr(sorted(spec.options.items())), spec.folds == 0, spec.extra_train)
+        key = (spec.task, spec.data_path, repr(sorted(spec.options.items())), spec.folds == 0, spec.extra_train, spec.external)
         if key in seen:
             continue
         seen.add(key)
@@ -69,4 +91,7 @@ def check_suite_data(cells: tuple[RunSpec, ...], data_root: Path | None, cache: 
         if spec.folds == 0 and not task.has_official_split:
             raise DataError(f"{where}: folds: official, but {task.meta.name} has no official split. Fix: set "
                             f"{'folds' if where == 'target' else where + '.folds'} to a number of folds (e.g. 5).")
+        load_external(spec, task.meta, data_root)  # each external set: its path, its class names against the target's
+        if spec.positive_class and (problem := positive_class_error(spec.positive_class, list(task.meta.class_names))):
+            raise DataError(f"{where}: {problem}")
     return len(seen)

@@ -28,6 +28,7 @@ from benchmark.cell.weights import MlflowWeights, provenance
 from pretrain import pretrain_backbone
 from tasks.data import Task, load_task
 from tasks.data.extension import extend_training
+from tasks.data.external import OFFICIAL, development_part
 from tasks.training import Machine, TrainPlan, get_strategy, train_and_test
 from tracking import CellLogger, CellRun, log_json
 from tracking.naming import MACHINE_SETTINGS, effective_tag
@@ -48,6 +49,7 @@ class CellContext:
     save_checkpoints: bool = False  # log the tested epoch's Lightning checkpoint as an artifact
     progress_position: int = 1  # Lightning's bars go under the suite's bar
     tasks: OrderedDict = field(default_factory=OrderedDict)  # recently loaded tasks, see load_cell_task
+    externals: dict = field(default_factory=dict)  # external test sets, loaded once (benchmark.cell.external)
 
 
 # Cells run source-by-source, then target, so two tasks cover the reuse; more would keep large
@@ -60,11 +62,13 @@ def load_cell_task(spec: RunSpec, data_root: Path | None, cache: OrderedDict | N
     root = None
     if spec.data_path:
         root = (data_root / spec.data_path) if data_root is not None else Path(spec.data_path)
-    key = (spec.task, str(root), json.dumps(spec.options, sort_keys=True, default=str), spec.extra_train)
+    key = (spec.task, str(root), json.dumps(spec.options, sort_keys=True, default=str), spec.extra_train, spec.external)
     if cache is not None and key in cache:
         cache.move_to_end(key)
         return cache[key]
     task = load_task(spec.task, root, **spec.options)
+    if any(e.get("split") == OFFICIAL for e in spec.externals):  # the official test rows are an external set
+        task = development_part(task)
     if spec.extra_train:
         task = _extended(task, spec, data_root)
     if cache is not None:

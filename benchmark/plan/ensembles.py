@@ -20,11 +20,14 @@ from dataclasses import replace
 from benchmark.plan.spec import RunSpec
 from tasks.training import get_strategy
 
-# axis -> the spec fields that identify one ensemble (everything but the axis it averages over)
+# axis -> the spec fields that identify one ensemble (everything but the axis it averages over);
+# `variant` keeps the rows of a suite's `grid` apart (an ensemble never mixes two grid values).
 GROUP_BY = {
-    "seeds": ("source", "backbone", "strategy", "fold", "fraction"),
-    "sources": ("backbone", "strategy", "fold", "seed", "fraction"),
-    "backbones": ("source", "strategy", "fold", "seed", "fraction"),
+    "seeds": ("source", "backbone", "strategy", "variant", "fold", "fraction"),
+    "sources": ("backbone", "strategy", "variant", "fold", "seed", "fraction"),
+    "backbones": ("source", "strategy", "variant", "fold", "seed", "fraction"),
+    # The k fold models of one row and seed, averaged on the external test sets (Hicks et al.'s 3-averaged run).
+    "folds": ("source", "backbone", "strategy", "variant", "seed", "fraction"),
 }
 
 
@@ -51,6 +54,8 @@ def expand_ensembles(cells: list[RunSpec], strategies: list[str], suite_hparams:
             raise EnsembleError(f"strategy {name!r} needs the seeds to share their test rows, but with k-fold every seed "
                                 "draws its own folds; use `folds: official` (a fixed test split), or ensemble-sources / "
                                 "ensemble-backbones, whose members share the seed and so the folds.")
+        if strategy.combines == "folds":
+            _check_fold_ensemble(name, [c for c in cells if c.strategy == base])
         groups: dict[tuple, list[RunSpec]] = defaultdict(list)
         for cell in cells:
             if cell.strategy == base:
@@ -63,9 +68,22 @@ def expand_ensembles(cells: list[RunSpec], strategies: list[str], suite_hparams:
     return ensembles
 
 
+def _check_fold_ensemble(name: str, members: list[RunSpec]) -> None:
+    """The fold models have no shared in-domain test rows; they can only be averaged on an external test set."""
+    if any(not c.external for c in members):
+        raise EnsembleError(f"strategy {name!r} averages the k fold models on an external test set, and the suite has "
+                            "none. Fix: add target.external: [{name: site-b, dataset: ..., path: ...}] (another site's "
+                            "data), or [{name: official-test, split: official}] (the target's official test split, with "
+                            f"the folds on its development rows), or drop {name!r}.")
+    if any(c.fold < 0 for c in members):
+        raise EnsembleError(f"strategy {name!r} averages the k fold models, but the suite has `folds: official` (one "
+                            "model per seed). Fix: set folds to a number >= 2, or use ensemble-seeds.")
+
+
 def _ensemble_cell(members: list[RunSpec], name: str, axis: str, hparams: dict) -> RunSpec:
     first = members[0]
     joined = {"seeds": {"seed": -1}, "sources": {"source": "+".join(sorted({m.source for m in members}))},
-              "backbones": {"backbone": "+".join(sorted({m.backbone for m in members}))}}[axis]
+              "backbones": {"backbone": "+".join(sorted({m.backbone for m in members}))},
+              "folds": {"fold": -1}}[axis]  # tested on the external sets only
     return replace(first, strategy=name, hparams=tuple(sorted(hparams.items())), weights="ensemble",
                    members=tuple(sorted(m.hash for m in members)), **joined)

@@ -6,8 +6,8 @@ pydantic checks the shape (types, ranges, unknown keys, duplicated axis values, 
 `pretrain` both given, a suite name that is a safe file name); hyperparameter values are checked by
 the one hyperparameter table (`tasks.training.hparams.HParam.check`), so their ranges live in one
 place. `UniqueKeyLoader` refuses a key written twice in one YAML mapping (PyYAML keeps the last one
-silently). The model only validates: `benchmark.plan.suite` expands the raw mapping as before, so cell
-identities do not depend on this module.
+silently). `SuiteModel` is the one description of a suite: every default lives here, and
+`benchmark.plan.suite` expands the validated model (never the raw mapping) into cells.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # A suite name becomes the MLflow experiment `medtl-<name>` and the folder `reports/<name>`: no
 # separators, no leading dot, so it can never point outside the working directory.
@@ -72,8 +72,27 @@ def _unique(values: list, what: str) -> list:
 
 
 class _Strict(BaseModel):
-    # strict: "10" is not 10 and true is not 1; forbid: a misspelt key is an error, not a no-op.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # strict: "10" is not 10 and true is not 1; forbid: a misspelt key is an error, not a no-op;
+    # frozen: the validated suite is what every cell was expanded from, so nothing may change it later.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _fraction(value: float | int) -> float | int:
+    """A share of the training rows in (0, 1] (a float; 1 means all rows) or a count of images (an int > 1)."""
+    if isinstance(value, int) and value > 1:
+        return value
+    if value <= 0:
+        raise ValueError("a fraction must be greater than 0 (a share in (0, 1]) or a whole number > 1 (a count of images)")
+    if value > 1:
+        if float(value).is_integer():
+            raise ValueError(f"a count of images is a whole number; write {int(value)} (without the decimal point)")
+        raise ValueError("a fraction must be less than or equal to 1 (a share of the training rows) or a whole number "
+                         "> 1 (a count of images)")
+    return float(value)
+
+
+# A share of the training rows (0.25) or a number of training images (657, Hicks et al.'s tiny run).
+Fraction = Annotated[float | int, AfterValidator(_fraction)]
 
 
 Folds = Annotated[int, Field(ge=2)] | Literal["official"]
@@ -88,11 +107,39 @@ class ExtraTrain(_Strict):
     classes: Annotated[list[str], Field(min_length=1)]
 
 
+class External(_Strict):
+    """An external test set (benchmark/cell/external.py): another site's data with the target's class names,
+    or `split: official`, the target's own official test split (the cells then run k-fold on its other rows)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]  # names its metrics external/<name>/* and artifacts
+    dataset: str | None = None  # a registered dataset name
+    path: str = ""  # under --data-root
+    options: dict[str, Any] | None = None  # adapter options
+    split: Literal["official"] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "External":
+        if (self.dataset is None) == (self.split is None):
+            raise ValueError("give either 'dataset' (another site's data) or 'split: official' (the target's official "
+                             "test split), not both and not neither")
+        return self
+
+
 class Target(_Strict):
     dataset: str  # a registered dataset name (checked against the registry afterwards)
     path: str = ""  # under --data-root; "" for generated data
     options: dict[str, Any] | None = None  # adapter options (checked against the adapter afterwards)
     extra_train: list[ExtraTrain] | None = None  # tasks/data/extension.py
+    external: list[External] | None = None  # external test sets every fine-tuning cell is also scored on
+
+    @field_validator("external")
+    @classmethod
+    def _distinct_names(cls, external: list[External] | None) -> list[External] | None:
+        _unique([e.name for e in external or []], "external set name")
+        return external
+    # A binary target's positive class: its recall, precision and F1 are reported beside the macro
+    # ones (Rahman's pneumonia class). Checked against the task's class names before the first cell.
+    positive_class: Annotated[str, Field(min_length=1)] | None = None
 
 
 class Pretrain(_Strict):
@@ -118,6 +165,8 @@ class Source(_Strict):
 
 
 class Throughput(_Strict):
+    """How each cell's inference FPS is measured (benchmark/speed/throughput.py), and machine settings."""
+
     batch_size: Annotated[int, Field(ge=1)] = 32
     warmup: Annotated[int, Field(ge=0)] = 2
     batches: Annotated[int, Field(ge=1)] = 5
@@ -136,13 +185,15 @@ class SuiteModel(_Strict):
     target: Target
     folds: Folds = 3
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
-    fractions: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=1)] = [1.0]
+    fractions: Annotated[list[Fraction], Field(min_length=1)] = [1.0]
     backbones: Annotated[list[str], Field(min_length=1)]
     strategies: Annotated[list[str], Field(min_length=1)] = ["full"]
     sources: Annotated[dict[str, Source], Field(min_length=1)]
     hparams: dict[str, Any] | None = None
+    # Hyperparameter axes: name -> values, one row per combination (of the names a strategy reads).
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = None
     image_size: Annotated[int, Field(ge=1)] | Literal["native"] = 224
-    throughput: Throughput | None = None
+    throughput: Throughput = Throughput()  # `throughput:` left empty means the defaults
     precision: str = "32-true"
     devices: Annotated[int, Field(ge=1)] = 1
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"  # per device: tasks.data.device_pipeline.loader_workers
@@ -155,6 +206,18 @@ class SuiteModel(_Strict):
     @classmethod
     def _no_repeats(cls, values: list, info) -> list:
         return _unique(values, info.field_name[:-1] if info.field_name != "fractions" else "fraction")
+
+    @field_validator("throughput", mode="before")
+    @classmethod
+    def _empty_throughput(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_values(cls, grid: dict | None) -> dict | None:
+        for name, values in (grid or {}).items():
+            _unique(values, f"grid.{name} value")
+        return grid
 
     @field_validator("precision")
     @classmethod
@@ -171,7 +234,8 @@ FIXES = {
             "e.g. name: my-suite",
     "folds": "write an integer >= 2 (k-fold) or 'official' (the dataset's own split)",
     "seeds": "write a list of distinct integers >= 0, e.g. seeds: [0, 1, 2]",
-    "fractions": "write a list of distinct label fractions in (0, 1], e.g. fractions: [0.25, 1.0]",
+    "fractions": "write a list of distinct label fractions in (0, 1] or image counts > 1, e.g. fractions: [0.25, 1.0] "
+                 "or [657, 1.0]",
     "backbones": "write a list of distinct backbone names (medtl list), e.g. backbones: [smallcnn, resnet18]",
     "strategies": "write a list of distinct strategy names (medtl list), e.g. strategies: [full, linear]",
     "sources": "give each source either `weights: scratch|imagenet|file:<path>|run:<id>` or "
@@ -184,9 +248,14 @@ FIXES = {
     "num_workers": "write an integer >= 0 (DataLoader worker processes) or auto",
     "save_checkpoints": "write true or false",
     "extra_train": "give a list of {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, classes: [TARGET-CLASS, ...]}",
-    "target": "give target: {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, extra_train: [...]}",
+    "external": "give a list of {name: NAME, dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}} or "
+                "{name: NAME, split: official}, each name once",
+    "target": "give target: {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, extra_train: [...], external: [...]}",
     "pretrain": "give pretrain: {dataset: NAME, path: ..., options: {...}, weights: ..., folds: ..., hparams: {...}}",
     "hparams": "write a mapping of hyperparameter names to values (tasks/training/hparams.py)",
+    "grid": "write a mapping of hyperparameter names to lists of distinct values, e.g. grid: {vlad_k: [64, 256]}, and "
+            "leave those names out of 'hparams'",
+    "positive_class": "write the name of one class of the binary target, e.g. positive_class: pneumonia",
 }
 TOP_KEYS = tuple(SuiteModel.model_fields)
 
@@ -208,48 +277,35 @@ def _where(loc: tuple) -> str:
     return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in parts).replace(".[", "[") or "(top level)"
 
 
-def schema_errors(raw: dict) -> list[str]:
-    """One line per bad value of the suite mapping: `key.path: what (got value). Fix: how`."""
+class SuiteError(ValueError):
+    """A suite file that cannot be expanded; the message names the file and the key."""
+
+
+def parse_suite(raw: dict, path: Path) -> SuiteModel:
+    """The validated suite (every default filled in), or SuiteError with one line per bad value."""
+    unknown = set(raw) - set(TOP_KEYS)
+    if unknown:  # one line naming every valid key beats one "unknown key" line per misspelling
+        raise SuiteError(f"{path}: unknown keys {sorted(map(str, unknown))}. Valid keys: {', '.join(sorted(TOP_KEYS))}. "
+                         "Fix: delete them or correct their spelling.")
     try:
-        SuiteModel.model_validate(raw)
-        return []
+        return SuiteModel.model_validate(raw)
     except ValidationError as exc:
-        lines, seen = [], set()
-        for err in exc.errors(include_url=False):
-            where = _where(err["loc"])
-            if where in seen:  # one line per key, not one per union branch tried
-                continue
-            seen.add(where)
-            msg = err["msg"].removeprefix("Value error, ")
-            got = "" if err["type"] in ("missing",) else f" (got {err['input']!r})"
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            lines.append(f"{where}: {msg}{got}. Fix: {_fix(tuple(err['loc']), err['type'])}.")
-        return lines
+        raise SuiteError(error_message(path, _error_lines(exc))) from None
 
 
-def hparam_errors(raw: dict, strategies: list[str]) -> list[str]:
-    """Hyperparameter values checked against the table (names no strategy reads are refused elsewhere)."""
-    from tasks.training import get_strategy
-
-    table: dict = {}
-    for name in {*strategies, "full"}:
-        table.update(get_strategy(name).table)
-    blocks = [("hparams", raw.get("hparams"))] + [
-        (f"sources.{s}.pretrain.hparams", (d.get("pretrain") or {}).get("hparams"))
-        for s, d in (raw.get("sources") or {}).items() if isinstance(d, dict) and isinstance(d.get("pretrain"), dict)]
-    lines = []
-    for where, block in blocks:
-        for name, value in (block or {}).items():
-            if name in table:
-                try:
-                    table[name].check(name, value)
-                except ValueError as exc:
-                    entry = table[name]
-                    valid = (f"one of {', '.join(map(str, entry.choices))}" if entry.choices else
-                             f"a value of type {entry.type.__name__}" + (f" >= {entry.low}" if entry.low is not None else "")
-                             + (f" and <= {entry.high}" if entry.high is not None else ""))
-                    lines.append(f"{where}.{name}: {exc}. Fix: set it to {valid} (default {entry.default!r}).")
+def _error_lines(exc: ValidationError) -> list[str]:
+    """One line per bad value of the suite mapping: `key.path: what (got value). Fix: how`."""
+    lines, seen = [], set()
+    for err in exc.errors(include_url=False):
+        where = _where(err["loc"])
+        if where in seen:  # one line per key, not one per union branch tried
+            continue
+        seen.add(where)
+        msg = err["msg"].removeprefix("Value error, ")
+        got = "" if err["type"] in ("missing",) else f" (got {err['input']!r})"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{where}: {msg}{got}. Fix: {_fix(tuple(err['loc']), err['type'])}.")
     return lines
 
 

@@ -18,7 +18,18 @@ from functools import cached_property
 from typing import Any
 
 STAGES = ("pretrain", "finetune")
+RECORDED_ONLY = ("allow_duplicates",)  # dataset options every adapter accepts that never change a result
 FORMAT = 2  # of identity; runs carry it as tag medtl.spec_format (benchmark.run.migrate converts format 1)
+# Source names as identity records them. The no-weights source was called `none` until `scratch`
+# replaced it (issue 22: `none` also reads as "no value" in tables); hashing the new name as the old
+# one keeps every finished cell of a suite whose source was renamed finished. A suite file may still
+# write `none` (same cells, same hashes).
+SOURCE_IDENTITY = {"scratch": "none"}
+
+
+def _canonical(entries) -> tuple[str, ...]:
+    """Mappings as sorted JSON (hashable, order of keys irrelevant); strings are kept as they are."""
+    return tuple(json.dumps(e, sort_keys=True, default=str) if not isinstance(e, str) else e for e in entries)
 
 
 def _frozen(mapping: dict | None) -> tuple[tuple[str, Any], ...]:
@@ -42,13 +53,26 @@ class RunSpec:
     strategy: str  # a registered strategy (tasks.training.strategies)
     hparams: tuple[tuple[str, Any], ...] = field(default=())  # the strategy's resolved hyperparameters, sorted
     image_size: int = 224  # side of the square network input
-    fraction: float = 1.0  # share of the training rows kept (data-efficiency curves)
+    # Training rows kept: a float in (0, 1] is a share (data-efficiency curves), an int > 1 that many
+    # images (Hicks et al.'s 657-image run; tasks.data.fractions). An int hashes as an int, so a
+    # share and a count never share a cell, and every float hashes as before.
+    fraction: float | int = 1.0
     precision: str = "32-true"  # Lightning precision flag
     devices: int = 1  # accelerators per cell (DDP when > 1)
     members: tuple[str, ...] = ()  # ensemble cells: the hashes of the cells whose predictions they average
     # Minority-class extensions of the training rows (tasks.data.extension): one canonical JSON
     # {dataset, path, options, classes} each, in the suite's order.
     extra_train: tuple[str, ...] = ()
+    # External test sets (suite key target.external; benchmark.cell.external): one canonical JSON each,
+    # {name, dataset, path, options} (another site's data) or {name, split: "official"} (the target's
+    # official test split, the cells then running k-fold on its development rows), in the suite's order.
+    external: tuple[str, ...] = ()
+    # A binary target's positive class (suite key target.positive_class), whose recall, precision
+    # and F1 the cell also reports; "" for none. Identity only when given, so cells without it hash as before.
+    positive_class: str = ""
+    # The suite's `grid` values this cell takes, e.g. "vlad_k=64": a label that keeps per-value rows
+    # apart in the report. Not identity: the values themselves are in `hparams`.
+    variant: str = ""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -56,10 +80,9 @@ class RunSpec:
 
     @staticmethod
     def build(*, task_options: dict | None = None, hparams: dict | None = None, members=(), extra_train=(),
-              **fields) -> "RunSpec":
+              external=(), **fields) -> "RunSpec":
         return RunSpec(task_options=_frozen(task_options), hparams=_frozen(hparams), members=tuple(sorted(members)),
-                       extra_train=tuple(json.dumps(e, sort_keys=True, default=str) if not isinstance(e, str) else e
-                                         for e in extra_train), **fields)
+                       extra_train=_canonical(extra_train), external=_canonical(external), **fields)
 
     @property
     def hp(self) -> dict[str, Any]:
@@ -75,12 +98,18 @@ class RunSpec:
         d["hparams"] = dict(self.hparams)
         d["members"] = list(self.members)
         d["extra_train"] = [json.loads(e) for e in self.extra_train]
+        d["external"] = [json.loads(e) for e in self.external]
         return d
 
     @property
     def extensions(self) -> list[dict[str, Any]]:
         """The minority-class extensions: {dataset, path, options, classes} each."""
         return [json.loads(e) for e in self.extra_train]
+
+    @property
+    def externals(self) -> list[dict[str, Any]]:
+        """The external test sets: {name, dataset, path, options} or {name, split: "official"} each."""
+        return [json.loads(e) for e in self.external]
 
     def identity(self) -> dict[str, Any]:
         """What the hash covers (see the module docstring)."""
@@ -90,13 +119,23 @@ class RunSpec:
 
         d = self.to_dict()
         card = dataset_card(self.task)
+        # `allow_duplicates` only permits a release's own copies (BreastMNIST's train/test pair): what trains is the
+        # same, so it is recorded with the run's params but is not identity.
         d["task_options"] = {k: v for k, v in d["task_options"].items()
-                             if k not in card.settings and not (k in card.neutral and card.neutral[k] == v)}
+                             if k not in card.settings and k not in RECORDED_ONLY
+                             and not (k in card.neutral and card.neutral[k] == v)}
         d["hparams"] = identity(get_strategy(self.strategy).table, d["hparams"])
         if not d["members"]:  # added with ensembles: cells that are not ensembles hash as before
             del d["members"]
         if not d["extra_train"]:  # added with minority-class extension: cells without one hash as before
             del d["extra_train"]
+        if not d["external"]:  # added with external validation: cells without an external set hash as before
+            del d["external"]
+        if not d["positive_class"]:  # added with target.positive_class
+            del d["positive_class"]
+        del d["variant"]  # a label of values already in hparams
+        d["source"] = "+".join(sorted(SOURCE_IDENTITY.get(s, s) for s in self.source.split("+"))) \
+            if "+" in self.source else SOURCE_IDENTITY.get(self.source, self.source)  # "a+b": a sources-ensemble
         if self.devices > 1:  # since issue 13 each device loads batch_size / devices rows (the global batch is kept)
             d["batch_per_device"] = "batch_size / devices"
         return d
@@ -107,10 +146,27 @@ class RunSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
+    def is_count(self) -> bool:
+        """True when `fraction` is a number of training images rather than a share."""
+        return isinstance(self.fraction, int) and not isinstance(self.fraction, bool) and self.fraction > 1
+
+    @property
+    def fraction_label(self) -> str:
+        """"n657" for a count of images, "frac0.25" for a share, "" for all rows."""
+        if self.is_count:
+            return f"n{self.fraction}"
+        return "" if self.fraction == 1.0 else f"frac{self.fraction:g}"
+
+    @property
+    def row_strategy(self) -> str:
+        """The strategy as the report's rows show it: `vlad[vlad_k=64]` for a cell of a grid, else the name."""
+        return f"{self.strategy}[{self.variant}]" if self.variant else self.strategy
+
+    @property
     def label(self) -> str:
         """Short human name for progress lines and the MLflow run name."""
         where = "official" if self.fold < 0 else f"fold{self.fold}"
         if self.stage == "pretrain":
             return f"pretrain {self.task}/{self.backbone} from {self.weights} ({where})"
-        frac = "" if self.fraction == 1.0 else f" frac{self.fraction:g}"
-        return f"{self.source}/{self.backbone}/{self.strategy} {where} seed{self.seed}{frac}"
+        frac = f" {self.fraction_label}" if self.fraction_label else ""
+        return f"{self.source}/{self.backbone}/{self.row_strategy} {where} seed{self.seed}{frac}"

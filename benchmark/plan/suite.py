@@ -4,17 +4,29 @@
 
 Schema (see benchmark/suites/smoke.yaml for a commented example):
   name          suite name; the MLflow experiment is `medtl-<name>`
-  target        {dataset, path (under --data-root, "" for generated), options,
+  target        {dataset, path (under --data-root, "" for generated), options, positive_class (binary
+                 targets: the class whose recall / precision / F1 are also reported),
                  extra_train: [{dataset, path, options, classes: [...]}]}: minority-class extension,
                  extra images of the named classes added to the training rows of every fine-tuning
-                 cell, never to validation or test (tasks/data/extension.py)
+                 cell, never to validation or test (tasks/data/extension.py),
+                 external: [{name, dataset, path, options} | {name, split: official}]: test sets every
+                 fine-tuning cell is also scored on (external/<name>/*; benchmark/cell/external.py), another
+                 site's data with the target's class names, or the target's official test split (the
+                 cells then run k-fold on its development rows); `ensemble-folds` averages the k fold
+                 models there (Hicks et al.'s 3-averaged run)
   folds         k for stratified k-fold, or "official" for the dataset's own split
-  seeds, fractions, backbones, strategies   lists (the axes)
+  seeds, fractions, backbones, strategies   lists (the axes); a fraction is a share of the training
+                rows in (0, 1] or, as an int > 1, a number of training images (`fractions: [657]`)
   sources       mapping name -> {weights: scratch|imagenet|file:...|run:...}
                               or {pretrain: {dataset, path, options, weights (start), folds, hparams}}
                 a pretraining cell holds out fold 0 of `folds` (default 5), or the official test
-                split with `folds: official`, and records which in its spec
+                split with `folds: official`, and records which in its spec. Call the no-weights
+                source `scratch`; `none`, its earlier name, still reads (both hash as before:
+                benchmark.plan.spec.SOURCE_IDENTITY)
   hparams       overrides of the hyperparameter table (tasks/training/hparams.py and each strategy's own)
+  grid          hyperparameter axes: name -> list of values, e.g. {scales: [[224], [448]], vlad_k: [64, 256]};
+                each strategy gets one row per combination of the names it reads, shown as
+                `vlad[scales=[224],vlad_k=64]` (a grid name a strategy does not read leaves its rows single)
   image_size    network input side in pixels, or `native` for each backbone's own (224 for the
                 ImageNet networks, 299 for the Inceptions: what ImageNet weights need)
   throughput    {batch_size, warmup, batches, memory_format: auto|channels_last|contiguous,
@@ -25,63 +37,85 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   save_checkpoints  true: log each fine-tuning cell's tested (selected) Lightning checkpoint to its run
   hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,
                 default sqlite:///optuna.db) over the suite's hparams; see benchmark/tune/study.py
-  tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
+  tune_budget   N: `medtl benchmark` tunes every compared study with N trials before its fine-tuning cells
   tune          {scope: nested|shared}: nested (default) tunes one study per (row, outer fold) on that fold's
                 training rows; shared tunes one per row on its first fold (optimistic; benchmark/plan/tuning.py)
+
+Every key, its type and its default are in `benchmark.plan.schema.SuiteModel`, the one description
+of a suite: the file is read once, validated once into that model, checked against the registries
+(`benchmark.plan.checks`), and `expand` reads the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
+from benchmark.plan.checks import CHAIN, check_suite
 from benchmark.plan.ensembles import expand_ensembles
+from benchmark.plan.schema import ExtraTrain, Folds, SuiteError, SuiteModel, UniqueKeyLoader, parse_suite
 from benchmark.plan.spec import RunSpec
-from benchmark.plan.schema import UniqueKeyLoader, error_message, hparam_errors, schema_errors
 from benchmark.plan.tuning import DEFAULT_SCOPE, cell_study
 
-KNOWN_KEYS = {"name", "description", "target", "folds", "seeds", "fractions", "backbones", "strategies",
-              "sources", "hparams", "image_size", "throughput", "precision", "devices", "num_workers",
-              "save_checkpoints", "hparams_from", "tune_budget", "tune"}
-
-
-class SuiteError(ValueError):
-    """A suite file that cannot be expanded; the message names the file and the key."""
+__all__ = ["Suite", "SuiteError", "load_suite", "expand", "read_suite"]
 
 
 @dataclass(frozen=True)
 class Suite:
-    name: str  # names the MLflow experiment and the report folder
+    """A loaded suite: its validated description and the cells it expands into."""
+
     path: Path  # the YAML it came from
-    cells: tuple[RunSpec, ...]  # pretraining cells first, then fine-tuning cells
-    throughput: dict = field(default_factory=dict)  # batch_size / warmup / batches for FPS
-    num_workers: int | str = "auto"  # DataLoader workers per cell (auto: chosen per device)
-    save_checkpoints: bool = False  # keep the tested epoch's checkpoint as an artifact
-    hparams_from: str = ""  # "optuna": cells use their row's best trial (benchmark/tune/study.py)
-    tune_budget: int = 0  # trials per study tuned before the fine-tuning cells (0: no tuning)
-    tune_scope: str = DEFAULT_SCOPE  # nested: a study per (row, outer fold); shared: one per row (benchmark/plan/tuning.py)
+    model: SuiteModel  # the validated file, every default filled in (benchmark.plan.schema)
+    cells: tuple[RunSpec, ...]  # pretraining cells first, then fine-tuning cells, then ensembles
+
+    @property
+    def name(self) -> str:
+        """Names the MLflow experiment and the report folder."""
+        return self.model.name
+
+    @property
+    def throughput(self) -> dict:
+        """batch_size / warmup / batches for FPS, and the machine settings memory_format / pipeline / compile."""
+        return self.model.throughput.model_dump()
+
+    @property
+    def num_workers(self) -> int | str:
+        """DataLoader workers per cell (auto: chosen per device)."""
+        return self.model.num_workers
+
+    @property
+    def save_checkpoints(self) -> bool:
+        """Keep the tested epoch's checkpoint as an artifact."""
+        return self.model.save_checkpoints
+
+    @property
+    def hparams_from(self) -> str:
+        """"optuna": cells use their row's best trial (benchmark/tune/study.py); "" otherwise."""
+        return self.model.hparams_from or ""
+
+    @property
+    def tune_budget(self) -> int:
+        """Trials per row tuned before the fine-tuning cells (0: no tuning)."""
+        return self.model.tune_budget or 0
+
+    @property
+    def tune_scope(self) -> str:
+        """nested: a study per (row, outer fold); shared: one per row (benchmark/plan/tuning.py)."""
+        return _scope(self.model)
 
     @property
     def finetune_cells(self) -> tuple[RunSpec, ...]:
         return tuple(c for c in self.cells if c.stage == "finetune")
 
 
-def _need(raw: dict, key: str, path: Path):
-    if key not in raw:
-        raise SuiteError(f"{path}: missing required key {key!r}.")
-    return raw[key]
-
-
-def _as_list(value, key: str, path: Path) -> list:
-    if not isinstance(value, list) or not value:
-        raise SuiteError(f"{path}: {key!r} must be a non-empty list, got {value!r}.")
-    return value
-
-
-def load_suite(path: Path | str) -> Suite:
+def read_suite(path: Path | str) -> SuiteModel:
+    """The suite file read once and validated once (shape, then names and hyperparameters); SuiteError if not."""
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"Suite file {path} not found; the built-in suites are in benchmark/suites/.")
@@ -94,70 +128,22 @@ def load_suite(path: Path | str) -> Suite:
     if not isinstance(raw, dict):
         raise SuiteError(f"{path}: a suite is a YAML mapping (name:, target:, sources: ...), got {type(raw).__name__}. "
                          "Fix: start from benchmark/suites/smoke.yaml.")
-    unknown = set(raw) - KNOWN_KEYS
-    if unknown:
-        raise SuiteError(f"{path}: unknown keys {sorted(map(str, unknown))}. Valid keys: {', '.join(sorted(KNOWN_KEYS))}. "
-                         "Fix: delete them or correct their spelling.")
-    validate(raw, path)
+    model = parse_suite(raw, path)
+    check_suite(model, path)
+    return model
+
+
+def load_suite(path: Path | str) -> Suite:
+    """The suite at `path`, validated and expanded into cells (nothing trains, no image is read)."""
+    path = Path(path)
+    model = read_suite(path)
     try:
-        cells = tuple(expand(raw, path))
+        cells = tuple(expand(model, path))
     except (TypeError, ValueError) as exc:
         if isinstance(exc, SuiteError):
             raise
         raise SuiteError(f"{path}: {exc}") from exc
-    return Suite(str(_need(raw, "name", path)), path, cells, dict(raw.get("throughput") or {}), raw.get("num_workers", "auto"),
-                 bool(raw.get("save_checkpoints", False)), str(raw.get("hparams_from") or ""), int(raw.get("tune_budget") or 0),
-                 _scope(raw))
-
-
-def _scope(raw: dict) -> str:
-    return str((raw.get("tune") or {}).get("scope", DEFAULT_SCOPE))
-
-
-def validate(raw: dict, path: Path) -> None:
-    """Every value of the suite, before any cell or MLflow run exists: shape, names, hyperparameters."""
-    lines = schema_errors(raw)
-    if lines:
-        raise SuiteError(error_message(path, lines))
-    check_names(raw, path)
-    _check_hparam_names(raw, [str(s) for s in raw.get("strategies", ["full"])], path)
-    lines = hparam_errors(raw, [str(s) for s in raw.get("strategies", ["full"])])
-    if lines:
-        raise SuiteError(error_message(path, lines))
-
-
-def check_names(raw: dict, path: Path) -> None:
-    """Fail on a misspelt dataset, backbone or strategy, or weights a backbone cannot take, before any cell trains."""
-    from backbones import BackboneError, backbone_entry, check_weights
-    from tasks.data import list_datasets
-    from tasks.training import list_strategies
-
-    sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
-    datasets = {(raw.get("target") or {}).get("dataset")} | {
-        (d or {}).get("pretrain", {}).get("dataset") for d in sources.values() if isinstance(d, dict)} | {
-        e.get("dataset") for e in ((raw.get("target") or {}).get("extra_train") or []) if isinstance(e, dict)}
-    for kind, valid, used in (("dataset", list_datasets(), datasets - {None}),
-                              ("strategy", list_strategies(), set(raw.get("strategies") or ["full"]))):
-        unknown = sorted(map(str, used - set(valid)))
-        if unknown:
-            raise SuiteError(f"{path}: unknown {kind} {', '.join(map(repr, unknown))}. Valid names: {', '.join(valid)}.")
-    for name in raw.get("backbones") or []:
-        try:
-            backbone_entry(str(name))
-        except BackboneError as exc:
-            raise SuiteError(f"{path}: unknown backbone {name!r}. {exc}") from exc
-        for source, definition in sources.items():
-            definition = definition if isinstance(definition, dict) else {}
-            weights = definition.get("weights") or (definition.get("pretrain") or {}).get("weights") or "scratch"
-            if str(weights).startswith(CHAIN):  # another source's pretraining cell: checked when expanded
-                continue
-            try:
-                check_weights(str(name), str(weights))
-            except BackboneError as exc:
-                raise SuiteError(f"{path}: sources.{source}: {exc}") from exc
-
-
-CHAIN = "source:"  # a pretraining block's `weights: source:<name>` starts from that source's pretraining cell
+    return Suite(path, model, cells)
 
 
 def _start_weights(weights: str, source: str, earlier: dict[str, str], path: Path) -> str:
@@ -173,12 +159,9 @@ def _start_weights(weights: str, source: str, earlier: dict[str, str], path: Pat
     return earlier[ref]
 
 
-def _folds(value: Any, key: str, path: Path) -> tuple[list[int], int]:
-    if value == "official":
-        return [-1], 0
-    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
-        raise SuiteError(f"{path}: {key!r} must be an integer >= 2 or 'official', got {value!r}.")
-    return list(range(value)), value
+def _folds(value: Folds) -> tuple[list[int], int]:
+    """(the test folds, k): every fold of k-fold, or the official split (fold -1, k 0)."""
+    return ([-1], 0) if value == "official" else (list(range(value)), value)
 
 
 def _task_options(dataset: str, options: dict | None) -> dict:
@@ -191,146 +174,140 @@ def _task_options(dataset: str, options: dict | None) -> dict:
     return {**option_defaults(dataset), **options}
 
 
-def _check_hparam_names(raw: dict, strategies: list[str], path: Path) -> None:
-    """A suite hyperparameter no strategy of the suite reads is a typo, not a no-op."""
-    from tasks.training import get_strategy
-
-    used = set()
-    for name in {*strategies, "full"}:
-        used |= set(get_strategy(name).table)
-    blocks = [("hparams", raw.get("hparams"))] + [
-        (f"sources.{s}.pretrain.hparams", (d.get("pretrain") or {}).get("hparams"))
-        for s, d in (raw.get("sources") or {}).items() if isinstance(d, dict)]
-    for where, block in blocks:
-        unknown = sorted(set(block or {}) - used)
-        if unknown:
-            raise SuiteError(f"{path}: {where}: unknown hyperparameter(s) {', '.join(map(repr, unknown))}; the suite's "
-                             f"strategies ({', '.join(strategies)}) read {', '.join(sorted(used))}.")
-
-
 def _image_size(value: Any, backbone: str, path: Path) -> int:
     """The suite's image size for `backbone`: a number, or `native` (the backbone's own); never below its minimum."""
     from backbones.registry import input_config
 
     config = input_config(backbone)
     size = config.size if value == "native" else value
-    if not isinstance(size, int) or isinstance(size, bool):
-        raise SuiteError(f"{path}: 'image_size' must be a whole number of pixels or 'native', got {value!r}.")
     if size < config.min_size:
         raise SuiteError(f"{path}: image_size {size} is below what backbone {backbone!r} accepts ({config.min_size} px); "
                          f"set image_size >= {config.min_size}, or 'native' ({config.size} px), or pick another backbone.")
     return size
 
 
-def _tuned(raw: dict, cell: RunSpec, path: Path) -> dict | None:
-    """With `hparams_from: optuna`, the best trial params of `cell`'s study (benchmark/plan/tuning.py); else None."""
-    if raw.get("hparams_from") != "optuna":
+def _scope(suite: SuiteModel) -> str:
+    return suite.tune.scope if suite.tune is not None else DEFAULT_SCOPE
+
+
+def _tuned(suite: SuiteModel, cell, path: Path) -> dict | None:
+    """With `hparams_from: optuna`, the best trial params of `cell`'s study (benchmark/plan/tuning.py: nested, its
+    outer fold's); else None. `cell`: the cell's row and fold fields (task, backbone, source, strategy, folds, seed, fold)."""
+    if suite.hparams_from != "optuna":
         return None
     from tasks.training import get_strategy
     from tracking.studies import best_params, storage_url
 
     if not get_strategy(cell.strategy).tunable:
         return None
-    name = cell_study(str(raw["name"]), _scope(raw), cell)
+    name = cell_study(suite.name, _scope(suite), cell)
     best = best_params(name)
-    if best is None and not raw.get("tune_budget"):
+    if best is None and not suite.tune_budget:
         raise SuiteError(f"{path}: hparams_from: optuna, but study {name!r} in {storage_url()} has no COMPLETE trial. "
                          f"Fix: run `medtl tune {path}` first, or set `tune_budget: N` to tune before the cells run.")
     return best  # None before a tune_budget suite's first tuning: the runner reloads the suite after tuning
 
 
-def _with_tuned(raw: dict, path: Path, cell: RunSpec) -> RunSpec:
-    """`cell` with its study's best values over the suite's hyperparameters (nested: its own outer fold's study)."""
-    from dataclasses import replace
+def _external(entries: list | None, k: int, path: Path) -> list[dict]:
+    """The external test sets as the spec records them (adapter defaults filled in); `split: official` needs k-fold."""
+    out = []
+    for j, e in enumerate(entries or []):
+        e = e.model_dump() if hasattr(e, "model_dump") else e  # the raw mapping, or schema.External once validated
+        if e.get("split") == "official":
+            if k == 0:
+                raise SuiteError(f"{path}: target.external[{j}] ({e['name']}): split: official with folds: official would "
+                                 "test on the official test split twice. Fix: set folds to a number (k-fold on the "
+                                 "development rows), or drop this external set.")
+            out.append({"name": str(e["name"]), "split": "official"})
+        else:
+            out.append({"name": str(e["name"]), "dataset": str(e["dataset"]), "path": str(e.get("path", "")),
+                        "options": _task_options(str(e["dataset"]), e.get("options"))})
+    return out
 
+
+def _extra_train(extra: list[ExtraTrain] | None) -> list[dict]:
+    """The minority-class extensions as the spec records them, adapter defaults filled in."""
+    return [{"dataset": e.dataset, "path": e.path, "options": _task_options(e.dataset, e.options), "classes": list(e.classes)}
+            for e in extra or []]
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
+
+
+def grid_rows(grid: dict[str, list] | None, table: dict) -> list[tuple[str, dict[str, Any]]]:
+    """(variant label, {name: value}) per combination of the `grid` names in `table` (a strategy's hyperparameters),
+    in the suite's order; [("", {})] when the strategy reads none of them (its cells stay single)."""
+    axes = {name: values for name, values in (grid or {}).items() if name in table}
+    if not axes:
+        return [("", {})]
+    rows = []
+    for combination in itertools.product(*axes.values()):
+        values = dict(zip(axes, combination))
+        rows.append((";".join(f"{name}={_shown(v)}" for name, v in values.items()), values))
+    return rows
+
+
+def expand(suite: SuiteModel, path: Path) -> list[RunSpec]:
+    """Cells of the validated suite: each pretraining cell once per backbone, then the fine-tuning grid, then ensembles."""
     from tasks.training import get_strategy
 
-    best = _tuned(raw, cell, path)
-    if not best:
-        return cell
-    hparams = get_strategy(cell.strategy).resolve(raw.get("hparams"), best)
-    get_strategy(cell.strategy).check(cell.backbone, hparams, image_size=cell.image_size)
-    return replace(cell, hparams=tuple(sorted(hparams.items())))
-
-
-def expand(raw: dict[str, Any], path: Path) -> list[RunSpec]:
-    """Cells of the suite: each pretraining cell once per backbone, then the fine-tuning grid."""
-    from tasks.training import get_strategy
-
-    target = _need(raw, "target", path)
-    sources = _need(raw, "sources", path)
-    if not isinstance(sources, dict) or not sources:
-        raise SuiteError(f"{path}: 'sources' must map source names to {{weights: ...}} or {{pretrain: ...}}.")
-    backbones = _as_list(_need(raw, "backbones", path), "backbones", path)
-    strategies = [str(s) for s in _as_list(raw.get("strategies", ["full"]), "strategies", path)]
-    seeds = _as_list(raw.get("seeds", [0]), "seeds", path)
-    fractions = _as_list(raw.get("fractions", [1.0]), "fractions", path)
-    fold_ids, k = _folds(raw.get("folds", 3), "folds", path)
-    _check_hparam_names(raw, strategies, path)
-    common = {"precision": str(raw.get("precision", "32-true")), "devices": int(raw.get("devices", 1))}
-    target_dataset = str(_need(target, "dataset", path))
-    target_options = _task_options(target_dataset, target.get("options"))
-    extra_train = [{"dataset": str(e["dataset"]), "path": str(e.get("path", "")),
-                    "options": _task_options(str(e["dataset"]), e.get("options")), "classes": [str(c) for c in e["classes"]]}
-                   for e in (target.get("extra_train") or [])]
+    fold_ids, k = _folds(suite.folds)
+    common = {"precision": suite.precision, "devices": suite.devices}
+    target = suite.target
+    target_options = _task_options(target.dataset, target.options)
+    extra_train = _extra_train(target.extra_train)
+    external = _external(target.external, k, path)
+    trained = [s for s in suite.strategies if not get_strategy(s).combines]  # ensembles come last
 
     pretrain_cells: list[RunSpec] = []
     finetune_cells: list[RunSpec] = []
-    for backbone in backbones:
-        common["image_size"] = _image_size(raw.get("image_size", 224), str(backbone), path)
+    for backbone in suite.backbones:
+        common["image_size"] = _image_size(suite.image_size, backbone, path)
         source_weights: dict[str, str] = {}
-        for source, definition in sources.items():
-            definition = definition or {}
-            if "pretrain" in definition:
-                pre = definition["pretrain"]
-                dataset = str(_need(pre, "dataset", path))
-                pre_folds, pre_k = _folds(pre.get("folds", 5), f"sources.{source}.pretrain.folds", path)
-                cell = RunSpec.build(
-                    stage="pretrain",
-                    task=dataset,
-                    task_options=_task_options(dataset, pre.get("options")),
-                    data_path=str(pre.get("path", "")),
-                    fold=pre_folds[0],  # the held-out part: fold 0 of k, or the official test split
-                    folds=pre_k,
-                    seed=int(seeds[0]),
-                    backbone=backbone,
-                    weights=_start_weights(str(pre.get("weights", "scratch")), source, source_weights, path),
-                    source=source,
-                    strategy="full",
-                    hparams=get_strategy("full").resolve(raw.get("hparams"), pre.get("hparams")),
-                    **common,
-                )
-                pretrain_cells.append(cell)
-                source_weights[source] = f"cell:{cell.hash}"
-            elif "weights" in definition:
-                source_weights[source] = str(definition["weights"])
-            else:
-                raise SuiteError(f"{path}: source {source!r} needs 'weights: ...' or 'pretrain: {{dataset: ...}}'.")
+        for source, definition in suite.sources.items():
+            pre = definition.pretrain
+            if pre is None:
+                source_weights[source] = definition.weights
+                continue
+            pre_folds, pre_k = _folds(pre.folds)
+            cell = RunSpec.build(
+                stage="pretrain", task=pre.dataset, task_options=_task_options(pre.dataset, pre.options), data_path=pre.path,
+                fold=pre_folds[0],  # the held-out part: fold 0 of k, or the official test split
+                folds=pre_k, seed=suite.seeds[0], backbone=backbone,
+                weights=_start_weights(pre.weights, source, source_weights, path), source=source, strategy="full",
+                hparams=get_strategy("full").resolve(suite.hparams, pre.hparams), **common)
+            pretrain_cells.append(cell)
+            source_weights[source] = f"cell:{cell.hash}"
         for source, weights in source_weights.items():
-            for strategy in (s for s in strategies if not get_strategy(s).combines):  # ensembles come last
-                hparams = get_strategy(strategy).resolve(raw.get("hparams"))
-                # A strategy that cannot apply (VLAD on a backbone without a spatial tap) fails here, before any cell.
-                get_strategy(strategy).check(str(backbone), hparams, image_size=common["image_size"])
-                for seed in seeds:
-                    for fraction in fractions:
-                        for fold in fold_ids:
-                            finetune_cells.append(_with_tuned(raw, path,
-                                RunSpec.build(
-                                    stage="finetune",
-                                    task=target_dataset,
-                                    task_options=target_options,
-                                    data_path=str(target.get("path", "")),
-                                    fold=fold,
-                                    folds=k,
-                                    seed=int(seed),
-                                    backbone=backbone,
-                                    weights=weights,
-                                    source=source,
-                                    strategy=strategy,
-                                    hparams=hparams,
-                                    fraction=float(fraction),
-                                    extra_train=extra_train,
-                                    **common,
-                                )
-                            ))
-    return pretrain_cells + finetune_cells + expand_ensembles(finetune_cells, strategies, raw.get("hparams"))
+            for name in trained:
+                strategy = get_strategy(name)
+                for variant, values in grid_rows(suite.grid, strategy.table):
+                    for seed, fraction, fold in itertools.product(suite.seeds, suite.fractions, fold_ids):
+                        # Tuned values come from the cell's study: nested, its own outer fold's (benchmark/plan/tuning.py).
+                        tuned = _tuned(suite, SimpleNamespace(task=target.dataset, backbone=backbone, source=source,
+                                                              strategy=name, folds=k, seed=seed, fold=fold), path)
+                        hparams = strategy.resolve(suite.hparams, tuned, values)
+                        # A strategy that cannot apply (VLAD on a backbone without a spatial tap) fails here, before any cell.
+                        strategy.check(backbone, hparams, image_size=common["image_size"])
+                        finetune_cells.append(RunSpec.build(
+                            stage="finetune", task=target.dataset, task_options=target_options, data_path=target.path,
+                            fold=fold, folds=k, seed=seed, backbone=backbone, weights=weights, source=source,
+                            strategy=name, hparams=hparams, fraction=fraction, extra_train=extra_train, external=external,
+                            positive_class=target.positive_class or "", variant=variant, **common))
+    return pretrain_cells + finetune_cells + expand_ensembles(finetune_cells, suite.strategies, suite.hparams)
+
+
+DRY_RUN_COLUMNS = ("stage", "source", "backbone", "strategy", "fold", "seed", "fraction", "hash")
+
+
+def cell_table(suite: Suite) -> str:
+    """The suite's cells as a plain-text table (what `medtl benchmark SUITE --dry-run` prints), count first."""
+    rows = [(c.stage, c.source, c.backbone, c.row_strategy, "official" if c.fold < 0 else str(c.fold),
+             "all" if c.seed < 0 else str(c.seed), f"n{c.fraction}" if c.is_count else f"{c.fraction:g}", c.hash) for c in suite.cells]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(DRY_RUN_COLUMNS)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+    pretrain = sum(c.stage == "pretrain" for c in suite.cells)
+    head = (f"Suite {suite.name} ({suite.path}): {len(suite.cells)} cells ({pretrain} pretraining, "
+            f"{len(suite.finetune_cells)} fine-tuning); nothing was run.")
+    return "\n".join([head, line(DRY_RUN_COLUMNS), *map(line, rows)])

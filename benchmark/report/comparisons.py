@@ -24,6 +24,8 @@ from benchmark.report.results import SuiteResults
 
 FAMILIES = {"source": ("backbone", "strategy", "fraction"), "strategy": ("source", "backbone", "fraction")}
 NO_DIFFERENCE = "no significant difference"
+NONE_MARKER = "—"  # an empty list in a table cell; not `none`, which was also a source's name
+DEGENERATE = "degenerate: predicts one class"
 
 
 def row_label(row) -> str:
@@ -97,8 +99,17 @@ def comparisons(results: SuiteResults, board: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _is_degenerate(board: pd.DataFrame, label: str) -> bool:
+    if "degenerate" not in board or "row" not in board:
+        return False
+    return bool(board.loc[board["row"] == label, "degenerate"].any())
+
+
 def winners(board: pd.DataFrame, compared: pd.DataFrame, primary: str) -> pd.DataFrame:
-    """Per group of each family: the best row by mean MCC, its margin over the runner-up with CI and Holm p, the verdict."""
+    """Per group of each family: the best row by mean MCC, its margin over the runner-up with CI and Holm p, the verdict.
+
+    Beating a row that is degenerate (predicts one class in every cell, `board["degenerate"]`) is said to be so: it
+    shows only that the better row learnt something, not that its source or strategy is better."""
     records = []
     for family, fixed in FAMILIES.items():
         for key, group in board.groupby(list(fixed), sort=False):
@@ -114,11 +125,17 @@ def winners(board: pd.DataFrame, compared: pd.DataFrame, primary: str) -> pd.Dat
                 f = found.iloc[0]
                 beaten = compared[(compared["family"] == family) & (compared["a"] == row_label(best)) & (compared["test_family"] == primary)
                                   & compared["significant"]]
-                record.update(ci_low=f["low"], ci_high=f["high"], test=primary, p_holm=f["p_holm"],
-                              verdict=(f"{best[family]} is better than {second[family]}" if f["significant"] else NO_DIFFERENCE),
-                              significantly_better_than=", ".join(beaten[family + "_b"]) or "none")
+                names = [name + (f" ({DEGENERATE})" if _is_degenerate(board, b) else "") for name, b in zip(beaten[family + "_b"], beaten["b"])]
+                verdict = f"{best[family]} is better than {second[family]}" if f["significant"] else NO_DIFFERENCE
+                if _is_degenerate(board, row_label(best)):
+                    verdict = f"no finding: {best[family]} and {second[family]} are both {DEGENERATE}"
+                elif _is_degenerate(board, row_label(second)):
+                    verdict += (f"; but {second[family]} is {DEGENERATE} (MCC 0 ± 0): beating it shows only that "
+                                f"{best[family]} learnt something")
+                record.update(ci_low=f["low"], ci_high=f["high"], test=primary, p_holm=f["p_holm"], verdict=verdict,
+                              significantly_better_than=", ".join(names) or NONE_MARKER)
             else:
                 record.update(ci_low=np.nan, ci_high=np.nan, test=primary, p_holm=np.nan,
-                              verdict="not tested (fewer than 2 shared cells)", significantly_better_than="none")
+                              verdict="not tested (fewer than 2 shared cells)", significantly_better_than=NONE_MARKER)
             records.append(record)
     return pd.DataFrame(records)

@@ -18,101 +18,14 @@ import pandas as pd
 
 from benchmark.report import plots
 from benchmark.report import statistics as st
-from benchmark.report.comparisons import NO_DIFFERENCE, comparisons, primary_test, row_label, winners
+from benchmark.report.comparisons import DEGENERATE, NO_DIFFERENCE, comparisons, primary_test, row_label, winners
+from benchmark.report.floors import chance_floors, degenerate_rows, row_cells
+from benchmark.report.leaderboard import CI_NOTE, format_leaderboard, full_markdown, leaderboard, trains
+from benchmark.report.protocol import protocol_text
+from benchmark.report.external import external_section
 from benchmark.report.render import Section, to_html
 from benchmark.report.render import to_markdown as sections_to_markdown
-from benchmark.report.leaderboard import format_leaderboard, leaderboard, to_markdown
-from benchmark.report.results import METRICS, ROW_KEYS, SuiteResults
-from tracking.naming import tuning_experiment, BACKBONE_TAG, BEST_TRIAL_TAG, FRACTION_TAG, SOURCE_TAG, STRATEGY_TAG, STUDY_TAG
-
-def _row_cells(cells: pd.DataFrame, row) -> pd.DataFrame:
-    mask = np.ones(len(cells), dtype=bool)
-    for key in ROW_KEYS:
-        if key in row:
-            mask &= (cells[key] == row[key]).to_numpy()
-    return cells[mask]
-
-
-def chance_floors(results: SuiteResults) -> pd.DataFrame:
-    """DummyClassifier rows scored per (fold, seed) on the cells' test rows, fitted on the other folds' test rows
-    (= that fold's training and validation rows under k-fold; under an official split, on the test rows themselves)."""
-    cells = results.cells
-    targets = {}
-    for (fold, seed), group in cells.groupby(["fold", "seed"]):
-        frame = results.predictions(group["run_id"].iloc[0])
-        if frame is not None and "target" in frame:
-            targets[(fold, seed)] = (frame["target"].to_numpy(int), sum(c.startswith("p:") for c in frame.columns))
-    scores: dict[str, list[dict]] = {"most_frequent": [], "stratified": []}
-    for (fold, seed), (test, classes) in targets.items():
-        others = [t for (f, s), (t, _) in targets.items() if s == seed and f != fold]
-        train = np.concatenate(others) if others else test
-        for strategy, values in st.chance_scores(train, test, classes, seed=seed).items():
-            scores[strategy].append(values)
-    rows = []
-    for strategy, values in scores.items():
-        if not values:
-            continue
-        frame = pd.DataFrame(values)
-        row = {"row": f"chance: {strategy}", "source": f"chance: {strategy}", "backbone": "-", "strategy": "DummyClassifier", "n": len(frame)}
-        for metric in METRICS:
-            s = st.mean_ci(frame[metric]) if metric in frame else st.mean_ci([])
-            row.update({f"{metric}_mean": s.mean, f"{metric}_std": s.std, f"{metric}_low": s.low, f"{metric}_high": s.high})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def protocol_text(results: SuiteResults) -> list[str]:
-    cells = results.cells
-    folds = sorted(set(cells["folds"])) if len(cells) else []
-    seeds = sorted(set(cells["seed"])) if len(cells) else []
-    split = "the official train/test split" if folds == [0] else f"{', '.join(map(str, folds))}-fold stratified cross-validation"
-    select = ", ".join(sorted(set(cells["select"]))) if len(cells) else "?"
-    fractions = sorted(set(cells["fraction"])) if len(cells) else []
-    return [
-        f"Suite {results.name}: {split} x {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); training fraction(s) "
-        f"{', '.join(f'{f:g}' for f in fractions)}. Every number is on held-out test rows the model never trained or was selected on.",
-        f"Model selection: the tested epoch was picked on the validation rows only, by `hparams.select` = {select} "
-        "(last: the final epoch, no selection).",
-        tuning_text(results),
-        f"Paired tests: the primary test (the one behind the verdicts): {primary_test(cells)}; Holm's correction runs over all comparisons of a "
-        f"family (sources, strategies) for each test; alpha = {st.ALPHA}. {len(cells)} finished cells, {len(results.missing)} missing.",
-    ]
-
-
-def tuning_text(results: SuiteResults) -> str:
-    """Which rows took their hyperparameters from an Optuna study (benchmark/tune/study.py), with how many trials, on which
-    storage: read from the studies' parent runs (experiment `medtl-<suite>-tuning`) and checked against the cells' params."""
-    from tracking.runs import search_runs
-
-    client = results.client
-    experiment = client.get_experiment_by_name(tuning_experiment(results.name)) if client is not None else None
-    studies = search_runs(client, experiment.experiment_id, "tags.`medtl.stage` = 'study'") if experiment else []
-    if not studies:
-        return "Tuning: none; every row used the suite's fixed hyperparameters (no Optuna study of this suite in this store)."
-    params = {r.info.run_id: r.data.params for r in search_runs(client, results.experiment_id, "tags.`medtl.stage` = 'finetune'")}
-    cells, lines = results.cells, []
-    for study in sorted(studies, key=lambda r: r.data.tags.get(STUDY_TAG, "")):
-        tags = study.data.tags
-        best = {k[len("best."):]: v for k, v in tags.items() if k.startswith("best.")}
-        if SOURCE_TAG not in tags:  # a study tuned before its runs said which row they tune
-            lines.append(f"study {tags.get('medtl.study', '?')}: {tags.get('medtl.trials', '?')} trials (its row is not recorded)")
-            continue
-        row = {"source": tags[SOURCE_TAG], "backbone": tags[BACKBONE_TAG], "strategy": tags[STRATEGY_TAG],
-               "fraction": float(tags.get(FRACTION_TAG, 1.0))}
-        mine = cells[(cells["source"] == row["source"]) & (cells["backbone"] == row["backbone"])
-                     & (cells["strategy"] == row["strategy"]) & np.isclose(cells["fraction"], row["fraction"])] if len(cells) else cells
-        using = sum(bool(best) and all(params.get(r, {}).get(f"hparams.{k}") == v for k, v in best.items()) for r in mine["run_id"])
-        counts = ", ".join(f"{tags.get(f'medtl.trials.{state}', '0')} {word}"
-                           for state, word in (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed")))
-        use = (f"best trial {tags['medtl.best_trial']} (val/mcc {tags.get('medtl.best_value', '?')}), whose values {using} of its "
-               f"{len(mine)} finished cells use" if BEST_TRIAL_TAG in tags else "no complete trial, its cells use the suite's values")
-        lines.append(f"{row_label(row)}: {tags.get('medtl.trials', '?')} trials ({counts}; budget {tags.get('medtl.tune_budget', '?')}) "
-                     f"on storage {tags.get('medtl.storage', '?')}, trained on fold {tags.get('medtl.fold', '?')}'s training rows and "
-                     f"scored on its validation rows; {use}")
-    return ("Tuning (Optuna, benchmark/tune/study.py; the test fold never entered tuning: a trial is scored by its best "
-            "validation MCC and ends before any test pass): " + "; ".join(lines) + ". Rows not listed used the suite's fixed "
-            "hyperparameters.")
-
+from benchmark.report.results import ROW_KEYS, SuiteResults
 
 def per_class_and_confusion(results: SuiteResults, board: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame, list[tuple[str, Path]]]:
     """Confusion matrices summed over folds x seeds per row (CSV + PNG) and the per-class metrics they give."""
@@ -121,7 +34,7 @@ def per_class_and_confusion(results: SuiteResults, board: pd.DataFrame, out_dir:
     per_class, images = [], []
     for _, row in board.iterrows():
         total, names = None, None
-        for run_id in _row_cells(results.cells, row)["run_id"]:
+        for run_id in row_cells(results.cells, row)["run_id"]:
             matrix = results.confusion(run_id)
             if matrix is None:
                 continue
@@ -146,16 +59,30 @@ def per_class_and_confusion(results: SuiteResults, board: pd.DataFrame, out_dir:
     return pd.DataFrame(per_class), images
 
 
-def roc_images(results: SuiteResults, board: pd.DataFrame, out_dir: Path) -> list[tuple[str, Path]]:
-    """One plot per backbone: each row's ROC on its pooled test predictions (first seed, all folds)."""
-    from sklearn.metrics import auc, roc_curve
-    from sklearn.preprocessing import label_binarize
+AUC_LABEL = "AUC: macro one-vs-rest, mean over the row's cells (the leaderboard's AUC)"
 
+
+def macro_roc(targets: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The macro-average one-vs-rest ROC curve (scikit-learn's recipe: each class's curve interpolated on the union of
+    their false-positive rates, the true-positive rates averaged); for two classes, the curve of class 1."""
+    from sklearn.metrics import roc_curve
+
+    if probs.shape[1] == 2:
+        fpr, tpr, _ = roc_curve(targets, probs[:, 1])
+        return fpr, tpr
+    per_class = [roc_curve(targets == k, probs[:, k]) for k in range(probs.shape[1]) if 0 < (targets == k).sum() < len(targets)]
+    grid = np.unique(np.concatenate([fpr for fpr, _, _ in per_class]))
+    return grid, np.mean([np.interp(grid, fpr, tpr) for fpr, tpr, _ in per_class], axis=0)
+
+
+def roc_images(results: SuiteResults, board: pd.DataFrame, out_dir: Path) -> list[tuple[str, Path]]:
+    """One plot per backbone: each row's macro-average ROC curve on its pooled test predictions (first seed, all folds);
+    the legend gives the leaderboard's AUC, so one AUC definition is shown everywhere."""
     images = []
     for backbone, rows in board.groupby("backbone", sort=False):
         curves = {}
         for _, row in rows.iterrows():
-            cells = _row_cells(results.cells, row)
+            cells = row_cells(results.cells, row)
             cells = cells[cells["seed"] == cells["seed"].min()]
             frames = [results.predictions(r) for r in cells["run_id"]]
             frames = [f for f in frames if f is not None and "target" in f]
@@ -163,16 +90,13 @@ def roc_images(results: SuiteResults, board: pd.DataFrame, out_dir: Path) -> lis
                 continue
             pooled = pd.concat(frames, ignore_index=True)
             probs = pooled[[c for c in pooled.columns if c.startswith("p:")]].to_numpy(float)
-            if probs.shape[1] == 2:
-                fpr, tpr, _ = roc_curve(pooled["target"], probs[:, 1])
-            else:
-                onehot = label_binarize(pooled["target"], classes=list(range(probs.shape[1])))
-                fpr, tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
-            curves[row["row"]] = (fpr, tpr, auc(fpr, tpr))
+            fpr, tpr = macro_roc(pooled["target"].to_numpy(int), probs)
+            curves[row["row"]] = (fpr, tpr, row["auc_mean"])
         if curves:
-            kind = "binary" if probs.shape[1] == 2 else "micro-average one-vs-rest"
-            images.append((f"ROC curves, {backbone} ({kind}, pooled test folds of the first seed)",
-                           plots.roc_curves(curves, out_dir / f"roc_{backbone}.png", f"{backbone}: ROC ({kind})")))
+            kind = "binary" if probs.shape[1] == 2 else "macro-average one-vs-rest"
+            images.append((f"ROC curves, {backbone}: {kind} curves of the pooled test folds of the first seed; legend: {AUC_LABEL}",
+                           plots.roc_curves(curves, out_dir / f"roc_{backbone}.png", f"{backbone}: ROC ({kind})",
+                                            "AUC macro, mean over cells")))
     return images
 
 
@@ -185,9 +109,10 @@ def rank_section(board: pd.DataFrame, out_dir: Path) -> Section:
                                   f"has {scores.shape[1]} source(s) over {scores.dropna().shape[0]} complete setting(s).")
         return section
     ranking = st.average_ranks(scores)
+    absent = st.friedman_absent_reason(scores.shape[1], ranking.blocks)
+    friedman = f"Friedman p = {ranking.friedman_p:.3g}" if not absent else absent[0].upper() + absent[1:]
     section.paragraphs.append(
-        f"Sources ranked by mean MCC within each of {ranking.blocks} settings ({', '.join(keys)}); 1 = best. Friedman p = "
-        f"{ranking.friedman_p:.3g}; Nemenyi critical difference {ranking.critical_difference:.2f} at alpha {st.ALPHA} "
+        f"Sources ranked by mean MCC within each of {ranking.blocks} settings ({', '.join(keys)}); 1 = best. {friedman}; Nemenyi critical difference {ranking.critical_difference:.2f} at alpha {st.ALPHA} "
         "(Demšar 2006): mean ranks closer than that are not distinguishable." + (
             " Few settings: the test has little power here." if ranking.blocks < 5 else ""))
     section.tables.append(("Average rank per source", ranking.ranks.rename("average rank").reset_index()))
@@ -218,20 +143,28 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
         board.insert(3, "fraction", 1.0)
     if len(board):
         board.insert(0, "row", [row_label(r) for r in board.to_dict("records")])
-        missing_counts = results.missing.groupby(list(ROW_KEYS)).size()
+        finetune_missing = results.missing[results.missing["stage"] != "pretrain"]
+        missing_counts = finetune_missing.groupby(list(ROW_KEYS)).size()
         board["missing"] = [int(missing_counts.get(tuple(r[k] for k in ROW_KEYS), 0)) for r in board.to_dict("records")]
+        board["degenerate"] = degenerate_rows(results, board)
     floors = chance_floors(results) if len(cells) else pd.DataFrame()
     compared = comparisons(results, board) if len(board) else pd.DataFrame()
     wins = winners(board, compared, primary_test(cells)) if len(board) else pd.DataFrame()
     sections = [Section("Protocol", protocol_text(results))]
 
-    lead = Section("Leaderboard", ["Mean ± sample std [95 % t-interval] over folds x seeds; macro averages over classes (ACC: "
-                                   "one-vs-rest, as Medico), ACC micro: plain accuracy. Chance rows: scikit-learn's DummyClassifier "
-                                   "scored on the same test rows with the same metric code. `missing`: cells without results, not in n."])
+    lead = Section("Leaderboard", [f"Mean ± sample std [{CI_NOTE}]. MCC (R_K): the multiclass Matthews "
+                                   "statistic (Gorodkin); macro: one-vs-rest per class, averaged; micro (Medico): one-vs-rest "
+                                   "counts pooled over classes, then the metric, as the Medico 2018 organisers scored; "
+                                   "accuracy: correct / N; positive: the suite's positive class alone. Chance rows: scikit-learn's DummyClassifier scored on the same test "
+                                   "rows with the same metric code (stratified: 20 random draws per fold, n counts the draws). "
+                                   "missing: cells without results, not in n. note: a row whose every cell predicted one class "
+                                   "for every test image is marked so: it learnt nothing, and beating it is no finding."])
     shown = pd.concat([board, floors], ignore_index=True) if len(floors) else board
     if len(shown):
         table = format_leaderboard(shown)
         table.insert(0, "row", shown["row"])
+        if len(board) and board["degenerate"].any():
+            table.insert(1, "note", [DEGENERATE if d else "" for d in shown["degenerate"].eq(True)])
         lead.tables.append(("", table.drop(columns=[c for c in ROW_KEYS if c in table])))
         lead.images.append(("MCC per row with 95 % CI; dashed/dotted: chance floors", plots.leaderboard_bars(board, floors, out_dir / "leaderboard_mcc.png")))
     else:
@@ -242,7 +175,11 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
                                         + ("" if results.expected_known else " Rebuilt from a parent run id without the suite file: "
                                            "only cells that started are known.")])
     if len(results.missing):
-        missing.tables.append(("", results.missing.drop(columns="run_id")))
+        shown_missing = results.missing.drop(columns="run_id")
+        if (shown_missing["stage"] == "pretrain").any():
+            missing.paragraphs.append("A pretraining cell that did not finish is listed first, with its state: it is why the "
+                                      "fine-tuning cells that need its weights did not run.")
+        missing.tables.append(("", shown_missing))
     else:
         missing.paragraphs.append("None: every expected cell finished.")
     sections.append(missing)
@@ -264,6 +201,7 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
         paired.tables.append(("", compared[["family", "a", "b", "test", "n", "difference", "low", "high", "effect_name", "effect",
                                              "p_value", "p_holm", "significant"]]))
     sections.append(paired)
+    sections.append(external_section(results, board))  # in-domain vs external scores, rank agreement (target.external)
     sections.append(rank_section(board, out_dir))
 
     per_class, confusion_images = per_class_and_confusion(results, board, out_dir) if len(board) else (pd.DataFrame(), [])
@@ -286,8 +224,9 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
                             "run's throughput.* tags), parameters and FLOPs per image (torch.utils.flop_counter)."])
     if len(board):
         cost_table = board[["row", "fit_seconds_mean", "fps_mean", "params_mean", "flops_per_image_mean", "mcc_mean"]].copy()
-        if "train_ips_mean" in board:
-            cost_table.insert(2, "train_ips_mean", board["train_ips_mean"])
+        if "train_ips_mean" in board:  # n/a, not 0 or blank: svm and vlad have no training loop to time
+            cost_table.insert(2, "train_ips_mean", [f"{v:.0f}" if pd.notna(v) else ("n/a" if not trains(s) else "")
+                                                    for v, s in zip(board["train_ips_mean"], board["strategy"])])
         cost.tables.append(("", cost_table.rename(columns=lambda c: c.removesuffix("_mean"))))
         column, label = ("flops_per_image_mean", "FLOPs per image") if board["flops_per_image_mean"].notna().any() else ("fps_mean", "inference images/s")
         if column == "fps_mean":
@@ -304,7 +243,7 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
     paths[0].write_text(markdown)
     paths[1].write_text(to_html(title, sections))
     board.to_csv(paths[2], index=False)  # the rows only; chance floors in their own file
-    paths[3].write_text(to_markdown(board, f"Leaderboard: {results.name}"))
+    paths[3].write_text(full_markdown(board, f"Leaderboard: {results.name}"))
     cells.to_csv(paths[4], index=False)
     results.missing.to_csv(paths[5], index=False)
     compared.to_csv(paths[6], index=False)

@@ -6,7 +6,12 @@
 A cell without a FINISHED run is *missing*, listed with its last run's status and error (tag
 `medtl.error`), never read as a zero and never quietly left out of n. A run still RUNNING is
 missing too: either it is still going or the process that ran it was killed without recording
-an end, and in neither case does it have results.
+an end, and in neither case does it have results. Pretraining cells without a FINISHED run are
+missing too (stage `pretrain`): a suite killed while pretraining leaves that KILLED cell as the
+reason its fine-tuning cells never ran, and the report says so.
+
+The source trained from nothing is called `scratch` in every table, whether the suite file said
+`scratch` or its older alias `none` (which reads as "no entry" beside empty markers).
 """
 
 from __future__ import annotations
@@ -21,13 +26,18 @@ import numpy as np
 import pandas as pd
 
 from tracking.runs import ERROR_TAG, HASH_TAG, search_runs
-from tracking.naming import SUITE_TAG
+from tracking.naming import EXTERNAL, SUITE_TAG
 
 ROW_KEYS = ("source", "backbone", "strategy", "fraction")
 CELL_KEYS = (*ROW_KEYS, "fold", "seed")
-METRICS = ("mcc", "f1", "rec", "prec", "spec", "acc", "auc", "acc_micro")
+# mcc: the multiclass R_K statistic (Gorodkin; sklearn's matthews_corrcoef). f1 .. acc, auc: macro one-vs-rest.
+# acc_micro: plain accuracy. micro_*: Medico 2018's scoring (pool every class's one-vs-rest TP/FP/FN/TN, then the
+# metric; micro F1 = REC = PREC = accuracy in single-label data). pos_*: the suite's `target.positive_class` alone
+# (Rahman's pneumonia recall / precision / F1). Absent keys (multi-label tasks, no positive class) are NaN.
+METRICS = ("mcc", "f1", "rec", "prec", "spec", "acc", "auc", "acc_micro",
+           "micro_mcc", "micro_f1", "micro_spec", "micro_acc", "pos_rec", "pos_prec", "pos_f1")
 RUN_METRICS = {  # cells.csv column -> MLflow metric
-    **{m: f"test/{m}" for m in METRICS},
+    **{m: f"test/{m.replace('micro_', 'micro/').replace('pos_', 'pos/')}" for m in METRICS},
     "fps": "test/fps",
     "fit_seconds": "fit_seconds",
     "epochs_trained": "epochs_trained",
@@ -36,9 +46,19 @@ RUN_METRICS = {  # cells.csv column -> MLflow metric
     "params": "cost/params",
     "flops_per_image": "cost/flops_per_image",
 }
+# The range each metric can take: intervals are clipped to it and plot axes span it.
+METRIC_RANGE = {m: ((-1.0, 1.0) if m in ("mcc", "micro_mcc") else (0.0, 1.0)) for m in METRICS}
+# Source names as the report prints them: the suite schema's `none` is the scratch source.
+SOURCE_NAMES = {"none": "scratch"}
+SCRATCH = "scratch"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 STILL_RUNNING = ("left RUNNING: no end was recorded (the process running it was killed, or it is still running); "
                  "rerun the suite to run it again")
+
+
+def source_name(source: str) -> str:
+    """The report's name of a suite's source: `none` (the schema's alias of scratch) reads `scratch`."""
+    return SOURCE_NAMES.get(source, source)
 
 
 class ReportError(ValueError):
@@ -50,7 +70,7 @@ class SuiteResults:
     name: str  # suite name
     experiment_id: str
     cells: pd.DataFrame  # one row per finished fine-tuning cell: CELL_KEYS, run_id, folds, select, RUN_METRICS
-    missing: pd.DataFrame  # CELL_KEYS + status, error, run_id for cells without a FINISHED run
+    missing: pd.DataFrame  # CELL_KEYS + stage, status, error, run_id for cells (pretraining too) without a FINISHED run
     expected_known: bool  # True when the suite file said which cells to expect
     client: object = None  # to read artifacts
     _artifacts: dict = field(default_factory=dict)
@@ -74,8 +94,20 @@ class SuiteResults:
         return self.artifact_table(run_id, "test/confusion_matrix.csv", index_col=0)
 
 
+def row_strategy(params: dict) -> str:
+    """A row's strategy as the report shows it: the registered name, with the suite's grid values in brackets
+    (`vlad[vlad_k=64]`), so each grid value is a row of its own."""
+    strategy, variant = params.get("strategy", "?"), params.get("variant") or ""
+    return f"{strategy}[{variant}]" if variant else strategy
+
+
+def registered(strategy: str) -> str:
+    """The registry name inside a row's strategy label (`vlad[vlad_k=64]` -> `vlad`)."""
+    return strategy.split("[", 1)[0]
+
+
 def _spec_keys(params: dict) -> dict:
-    return {"source": params.get("source", "?"), "backbone": params.get("backbone", "?"), "strategy": params.get("strategy", "?"),
+    return {"source": source_name(params.get("source", "?")), "backbone": params.get("backbone", "?"), "strategy": row_strategy(params),
             "fraction": float(params.get("fraction", 1.0)), "fold": int(params.get("fold", -1)), "seed": int(params.get("seed", 0))}
 
 
@@ -85,15 +117,32 @@ def _cell_row(run) -> dict:
                select=run.data.params.get("hparams.select", "last"), tuning=run.data.tags.get("medtl.tuning", "none"))
     for column, metric in RUN_METRICS.items():
         row[column] = float(run.data.metrics.get(metric, np.nan))
+    # External test sets (benchmark/cell/external.py): their metrics under their own names, external/<name>/mcc ...
+    row.update({k: float(v) for k, v in run.data.metrics.items() if k.startswith(f"{EXTERNAL}/")})
     return row
 
 
-def _missing_row(keys: dict, run) -> dict:
+NOT_REACHED = "no run yet: the suite has not reached this cell"
+
+
+def _missing_row(keys: dict, run, stage: str = "finetune", waits_for: dict | None = None) -> dict:
+    """A cell without a FINISHED run; `waits_for` is the missing row of the pretraining cell it needs, if any."""
     if run is None:
-        return {**keys, "status": "NOT RUN", "error": "no run yet: the suite has not reached this cell", "run_id": ""}
+        error = NOT_REACHED
+        if waits_for is not None:
+            error = (f"waits for its pretraining cell ({waits_for['source']}/{waits_for['backbone']}), which is {waits_for['status']}; "
+                     "rerun the suite")
+        return {**keys, "stage": stage, "status": "NOT RUN", "error": error, "run_id": ""}
     status = run.info.status
     error = STILL_RUNNING if status == "RUNNING" else run.data.tags.get(ERROR_TAG) or f"{status} without a recorded error"
-    return {**keys, "status": status, "error": error, "run_id": run.info.run_id}
+    if status == "KILLED" and not run.data.tags.get(ERROR_TAG):
+        error = "KILLED: the suite was stopped (Ctrl-C, SIGTERM or a scheduler) while this cell ran; rerun the suite to run it again"
+    return {**keys, "stage": stage, "status": status, "error": error, "run_id": run.info.run_id}
+
+
+def _keys(cell) -> dict:
+    return {"source": source_name(cell.source), "backbone": cell.backbone, "strategy": cell.row_strategy, "fraction": float(cell.fraction),
+            "fold": int(cell.fold), "seed": int(cell.seed)}
 
 
 def _latest(runs: list) -> dict:
@@ -126,18 +175,29 @@ def load_results(client, *, suite=None, parent_run_id: str | None = None) -> Sui
         if not name:
             raise ReportError(f"Run {parent_run_id} is not a medtl suite run (no medtl.suite tag); pass a suite's parent run id.")
         experiment_id = parent.info.experiment_id
-    runs = [r for r in search_runs(client, experiment_id, "tags.`medtl.stage` = 'finetune'") if r.data.tags.get(SUITE_TAG, name) == name]
+    mine = [r for stage in ("finetune", "pretrain") for r in search_runs(client, experiment_id, f"tags.`medtl.stage` = '{stage}'")
+            if r.data.tags.get(SUITE_TAG, name) == name]
+    runs = [r for r in mine if r.data.tags.get("medtl.stage") == "finetune"]
     finished = _latest([r for r in runs if r.info.status == "FINISHED"])
     latest = _latest(runs)
+    pretraining = _latest([r for r in mine if r.data.tags.get("medtl.stage") == "pretrain"])
+    pretrained = {h for h, r in pretraining.items() if r.info.status == "FINISHED"}
     if suite is not None:
-        expected = [(c.hash, {"source": c.source, "backbone": c.backbone, "strategy": c.strategy, "fraction": float(c.fraction),
-                              "fold": int(c.fold), "seed": int(c.seed)}) for c in suite.finetune_cells]
+        expected = [(c.hash, _keys(c), c.weights[5:] if c.weights.startswith("cell:") else None) for c in suite.finetune_cells]
+        expected_pretraining = [(c.hash, _keys(c)) for c in suite.cells if c.stage == "pretrain"]
     else:
-        expected = [(h, _spec_keys(r.data.params)) for h, r in latest.items()]
-    cells = [_cell_row(finished[h]) for h, _ in expected if h in finished]
-    missing = [_missing_row(keys, latest.get(h)) for h, keys in expected if h not in finished]
-    cells_frame = pd.DataFrame(cells, columns=[*CELL_KEYS, "run_id", "spec_hash", "folds", "select", "tuning", *RUN_METRICS])
-    missing_frame = pd.DataFrame(missing, columns=[*CELL_KEYS, "status", "error", "run_id"])
+        expected = [(h, _spec_keys(r.data.params), None) for h, r in latest.items()]
+        expected_pretraining = [(h, _spec_keys(r.data.params)) for h, r in pretraining.items()]
+    # A pretraining cell that did not finish is listed first: it is why the cells that need its weights did not run.
+    # strategy "pretrain": its row reads source/backbone/pretrain wherever missing cells are printed
+    blocking = {h: _missing_row({**keys, "strategy": "pretrain"}, pretraining.get(h), "pretrain")
+                for h, keys in expected_pretraining if h not in pretrained}
+    missing = list(blocking.values())
+    cells = [_cell_row(finished[h]) for h, _, _ in expected if h in finished]
+    missing += [_missing_row(keys, latest.get(h), waits_for=blocking.get(ref)) for h, keys, ref in expected if h not in finished]
+    external = sorted({k for c in cells for k in c if k.startswith(f"{EXTERNAL}/")})
+    cells_frame = pd.DataFrame(cells, columns=[*CELL_KEYS, "run_id", "spec_hash", "folds", "select", "tuning", *RUN_METRICS, *external])
+    missing_frame = pd.DataFrame(missing, columns=[*CELL_KEYS, "stage", "status", "error", "run_id"])
     return SuiteResults(name, experiment_id, cells_frame, missing_frame, suite is not None, client)
 
 

@@ -35,13 +35,21 @@ class Summary:
 
     mean: float
     std: float  # ddof=1; NaN for a single value (one cell has no spread)
-    low: float  # 95 % t-interval of the mean; NaN below two values
+    low: float  # 95 % t-interval of the mean, clipped to the metric's range; NaN below two values
     high: float
     n: int
+    clipped: bool = False  # True when the t-interval ran past the metric's range and was cut at its bound
 
 
-def mean_ci(values, confidence: float = CONFIDENCE) -> Summary:
-    """Mean, sample std and t-interval of `values` (NaNs dropped: a missing metric is not a zero)."""
+def mean_ci(values, confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None) -> Summary:
+    """Mean, sample std and t-interval of `values` (NaNs dropped: a missing metric is not a zero).
+
+    `bounds` (e.g. (-1, 1) for MCC, (0, 1) for a rate) clip the interval to the metric's range. Why a
+    clipped t-interval rather than a bootstrap percentile interval: a suite has 3 to 10 cells per row,
+    and a percentile bootstrap over 3 values has 10 distinct resamples and is far too narrow (its
+    coverage at n = 5 is near 80 %, not 95 %); the t-interval keeps its coverage, and clipping only
+    removes values the metric cannot take, so the clipped interval covers the mean at least as often.
+    """
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     n = len(x)
@@ -52,7 +60,11 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> Summary:
         return Summary(mean, np.nan, np.nan, np.nan, 1)
     std = float(x.std(ddof=1))
     half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / np.sqrt(n)
-    return Summary(mean, std, mean - half, mean + half, n)
+    low, high = mean - half, mean + half
+    if bounds is None:
+        return Summary(mean, std, low, high, n)
+    clipped = bool(low < bounds[0] or high > bounds[1])
+    return Summary(mean, std, max(low, bounds[0]), min(high, bounds[1]), n, clipped)
 
 
 @dataclass(frozen=True)
@@ -241,9 +253,14 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def chance_scores(train_targets, test_targets, num_classes: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Chance floors: scikit-learn's DummyClassifier (most_frequent, stratified) fitted on `train_targets`
-    and scored on `test_targets` with the cells' own metric collection (tasks/training/metrics.py)."""
+CHANCE_STRATEGIES = ("most_frequent", "stratified")
+
+
+def chance_scores(train_targets, test_targets, num_classes: int, seed: int = 0,
+                  strategies: tuple[str, ...] = CHANCE_STRATEGIES) -> dict[str, dict[str, float]]:
+    """Chance floors: scikit-learn's DummyClassifier (each of `strategies`) fitted on `train_targets`
+    and scored on `test_targets` with the cells' own metric collection (tasks/training/metrics.py).
+    `seed` is the DummyClassifier's random_state (only `stratified` draws at random)."""
     import torch
     from sklearn.dummy import DummyClassifier
 
@@ -253,7 +270,7 @@ def chance_scores(train_targets, test_targets, num_classes: int, seed: int = 0) 
     meta = TaskMeta("chance", tuple(str(i) for i in range(num_classes)), "multiclass")
     train_y, test_y = np.asarray(train_targets, dtype=int), np.asarray(test_targets, dtype=int)
     out = {}
-    for strategy in ("most_frequent", "stratified"):
+    for strategy in strategies:
         dummy = DummyClassifier(strategy=strategy, random_state=seed).fit(np.zeros((len(train_y), 1)), train_y)
         probs = np.zeros((len(test_y), num_classes))
         probs[:, dummy.classes_] = dummy.predict_proba(np.zeros((len(test_y), 1)))
@@ -294,3 +311,15 @@ def average_ranks(scores: pd.DataFrame, alpha: float = ALPHA) -> Ranking:
         nemenyi.index = nemenyi.columns = list(scores.columns)
     cd = nemenyi_cd(k, n, alpha) if k >= 2 and n >= 1 else np.nan
     return Ranking(ranks, friedman, cd, nemenyi, n)
+
+
+def friedman_absent_reason(methods: int, blocks: int) -> str:
+    """Why `average_ranks` has no Friedman p-value for this many methods and blocks ("" when it has one)."""
+    if methods >= 3 and blocks >= 2:
+        return ""
+    needs = []
+    if methods < 3:
+        needs.append(f"at least 3 compared methods (this suite has {methods}; with 2, the paired tests below answer instead)")
+    if blocks < 2:
+        needs.append(f"at least 2 settings to rank them in (this suite has {blocks})")
+    return "no Friedman test: it needs " + " and ".join(needs)

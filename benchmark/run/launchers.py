@@ -23,6 +23,7 @@ SQLite on a shared filesystem is only safe on one node.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -31,9 +32,10 @@ from pathlib import Path
 
 import submitit
 
-from benchmark.run.runner import SuiteOutcome, prepare_suite, run_claimed_cell, write_suite_report
+from benchmark.run.preflight import check_output_folder
+from benchmark.run.runner import SuiteOutcome, prepare_suite, report_keeping_cells, run_claimed_cell
 from tracking.naming import suite_experiment
-from benchmark.run.signals import stop_on_signals
+from benchmark.run.signals import ended_with_launcher, stop_on_signals
 from benchmark.plan.spec import RunSpec
 from benchmark.plan.suite import Suite
 from tracking import environment_tags, finished_runs_by_hash, start_run
@@ -80,6 +82,7 @@ class LaunchSettings:
     timeout_min: int = 24 * 60  # per job; a job past it is requeued (its cells resume)
     partition: str | None = None  # SLURM partition (default: the cluster's)
     cpus_per_cell: int | None = None  # SLURM --cpus-per-task (default: the cluster's)
+    watch_pid: int | None = None  # local: the launcher's pid; its workers stop when it is gone (SIGKILL included)
 
     def data_path(self) -> Path | None:
         return Path(self.data_root) if self.data_root else None
@@ -115,7 +118,7 @@ def run_worker(settings: LaunchSettings, parent_id: str, hashes: list[str], *, e
                             "after the jobs were submitted). Fix: cancel these jobs and launch the suite again.")
     claims = Claims(ctx.client, experiment_id)
     outcome = SuiteOutcome(suite, parent_id)
-    with stop_on_signals():
+    with stop_on_signals(), ended_with_launcher(settings.watch_pid):
         try:
             claims.reap_stale()
             ctx.finished.update(finished_runs_by_hash(ctx.client, experiment_id))
@@ -161,7 +164,7 @@ def finish_suite(settings: LaunchSettings, parent_id: str, echo=print) -> str:
         else:
             error = run.data.tags.get(ERROR_TAG, run.info.status) if run is not None else "no worker ran it (see the job logs)"
             outcome.failed.append((spec, error))
-    status = write_suite_report(outcome, ctx, parent_id, Path(settings.report_dir) if settings.report_dir else None, echo)
+    status = report_keeping_cells(outcome, ctx, parent_id, Path(settings.report_dir) if settings.report_dir else None, echo)
     client.set_terminated(parent_id, status)
     return status
 
@@ -202,6 +205,7 @@ class LocalLauncher:
 
     def launch(self, settings: LaunchSettings, suite: Suite, plan: list, parent_id: str, echo) -> int:
         executor = submitit.LocalExecutor(folder=str(Path(settings.folder) / "%j"))
+        settings = dataclasses.replace(settings, watch_pid=os.getpid())  # workers end with this process
         gpus = self._gpus(settings, plan)
         failed_jobs = 0
         for stage, cells in plan:
@@ -250,6 +254,11 @@ class LocalLauncher:
         return [tuple(range(i * per, (i + 1) * per)) for i in range(settings.workers)]
 
 
+# What sbatch says when the cluster's controller cannot be reached (no partition or GPU setting is at fault).
+CONTROLLER_DOWN = ("Unable to contact slurm controller", "slurm_load_partitions", "Socket timed out on send/recv",
+                   "Unable to establish controller")
+
+
 @register_launcher("slurm")
 class SlurmLauncher:
     """One job array per stage (one task per cell, `workers` at once), chained by dependencies, then a report job."""
@@ -260,11 +269,19 @@ class SlurmLauncher:
             raise LauncherError("--launcher slurm: SLURM's `sbatch` is not on PATH on this machine, so no job can be "
                                 "submitted. Fix: run from a SLURM login node (or load your site's slurm module; on "
                                 "Debian: apt-get install slurm-wlm), or use --launcher local.")
+        if shutil.which("srun") is None:  # submitit starts every job with srun, and refuses to submit without it
+            raise LauncherError("--launcher slurm: `sbatch` is on PATH but `srun` is not, and every job starts with srun. "
+                                "Fix: load the complete SLURM client tools (your site's slurm module), or use --launcher local.")
 
     def launch(self, settings: LaunchSettings, suite: Suite, plan: list, parent_id: str, echo) -> int:
         try:
             return self._submit(settings, suite, plan, parent_id, echo)
         except (submitit.core.utils.FailedSubmissionError, submitit.core.utils.FailedJobError) as exc:
+            if any(sign in str(exc) for sign in CONTROLLER_DOWN):
+                raise LauncherError(f"--launcher slurm: SLURM's controller (slurmctld) does not answer, so sbatch could not "
+                                    f"submit anything: {str(exc).strip()[-300:]}. Fix: check that it runs (`scontrol ping` "
+                                    "says UP; ask the cluster's admins if not), then rerun the same command; or use "
+                                    "--launcher local.") from exc
             raise LauncherError(f"--launcher slurm: sbatch refused the jobs: {str(exc).strip()[-600:]}. Fix: check "
                                 "--slurm-partition, --timeout-min and the GPUs asked for against `sinfo -o '%P %l %G'`; "
                                 "jobs of earlier stages that were accepted can be cancelled with scancel.") from exc
@@ -318,9 +335,12 @@ def launch(name: str, settings: LaunchSettings, echo=print) -> int:
                             f"launcher does not have. Fix: run `medtl tune {settings.suite_path} --storage URL --workers N` "
                             "first (studies spread over workers on one RDB storage), then launch the suite with "
                             "`hparams_from: optuna` and no tune_budget.")
+    check_output_folder(settings.report_dir or Path("reports") / suite.name, "--report-dir")  # before any cell
     client = ctx.client
-    plan = stages(suite, finished_runs_by_hash(client, experiment_id))
     claims = Claims(client, experiment_id)
+    for run, reason in claims.reap_stale():  # an earlier launch's suite run and cells left RUNNING by a SIGKILL
+        echo(f"Marked stale RUNNING run {run.info.run_id} ({run.info.run_name}) KILLED: {reason}.")
+    plan = stages(suite, finished_runs_by_hash(client, experiment_id))
     parent_id = start_run(client, experiment_id, name=f"suite {suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')} ({name})",
                           tags={SUITE_TAG: suite.name, STAGE_TAG: "suite", LAUNCHER_TAG: name,
                                 **environment_tags(), **claims.tags()})
@@ -355,7 +375,9 @@ def settings_from(args, suite_path: Path, tracking: str | None) -> LaunchSetting
     uri = tracking_uri(tracking)
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
-    data_root = args.data_root or os.environ.get("MEDTL_DATA")
+    from tracking import settings
+
+    data_root = args.data_root or settings.read("MEDTL_DATA")
     folder = Path(args.jobs_folder or Path(".medtl_jobs")).absolute()
     return LaunchSettings(suite_path=str(suite_path.absolute()), tracking_uri=uri, workers=args.workers,
                           data_root=str(Path(data_root).absolute()) if data_root else None,

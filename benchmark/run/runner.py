@@ -22,9 +22,12 @@ from benchmark.plan.tuning import scope_tags
 from benchmark.run.signals import stop_on_signals
 from tracking import CellRun, ensure_experiment, environment_tags, finished_runs_by_hash, flatten, log_text, runs_frame, start_run, tracking_uri
 from tracking.claims import Claims
-from tracking.runs import HASH_TAG, STOPPED
-from tracking.store import open_store
-from tracking.naming import FORMAT_TAG, SOURCE_TAG, STAGE_TAG, SUITE_TAG, TUNE_BUDGET_TAG, suite_experiment
+from tracking.runs import HASH_TAG, STOPPED, search_runs
+from tracking.store import open_store, ui_hint
+from tracking.naming import FORMAT_TAG, SOURCE_TAG, STAGE_SUITE, STAGE_TAG, SUITE_TAG, TUNE_BUDGET_TAG, suite_experiment
+
+
+SUITE_BAR = "{desc}: {n_fmt}/{total_fmt} cells |{bar}| {elapsed}<{remaining}{postfix}"  # ETA from the cells done
 
 
 @dataclass
@@ -35,13 +38,14 @@ class SuiteOutcome:
     skipped: list[RunSpec] = field(default_factory=list)
     failed: list[tuple[RunSpec, str]] = field(default_factory=list)
     elsewhere: list[RunSpec] = field(default_factory=list)  # claimed by another live worker (or finished meanwhile)
+    report_error: str = ""  # why the report could not be written (the cells stay FINISHED; `medtl report` retries)
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)
     report_paths: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.report_error else 0
 
 
 def cell_tags(spec: RunSpec, suite: Suite) -> dict[str, str]:
@@ -54,6 +58,14 @@ def cell_tags(spec: RunSpec, suite: Suite) -> dict[str, str]:
         **scope_tags(suite, spec),  # medtl.tune_scope of a tuned cell: nested | shared (optimistic) | official
         **environment_tags(),
     }
+
+
+def run_name(spec: RunSpec) -> str:
+    """A cell's name in MLflow's runs table: short, and distinct within the suite (row, fold, seed)."""
+    where = "official" if spec.fold < 0 else f"f{spec.fold}"
+    if spec.stage == "pretrain":
+        return f"pretrain {spec.source}/{spec.backbone} {where}"
+    return f"{spec.source}/{spec.backbone}/{spec.strategy} {where} s{spec.seed}" + ("" if spec.fraction == 1.0 else f" x{spec.fraction:g}")
 
 
 def prepare_suite(suite_path: Path | str, *, data_root: Path | None = None, uri: str | None = None,
@@ -85,8 +97,12 @@ def run_suite(
     (StoreError) and every dataset loaded and checked (DataError). SIGINT / SIGTERM raise
     `Interrupted`: the running cell and the parent run end KILLED.
     """
+    from benchmark.run.preflight import check_output_folder
+
     started = time.perf_counter()
     suite, ctx, experiment_id = prepare_suite(suite_path, data_root=data_root, uri=uri, accelerator=accelerator)
+    # Before the first cell: a report folder that cannot be written would fail only after the last one.
+    check_output_folder(report_dir or Path("reports") / suite.name, "--report-dir")
     client = ctx.client
     claims = Claims(client, experiment_id)
     with stop_on_signals():
@@ -94,12 +110,28 @@ def run_suite(
             for run, reason in claims.reap_stale():
                 echo(f"Marked stale RUNNING run {run.info.run_id} ({run.info.run_name}) KILLED: {reason}.")
             ctx.finished.update(finished_runs_by_hash(client, experiment_id))
+            if not suite.tune_budget and all(c.hash in ctx.finished for c in suite.cells):
+                return _report_only(suite, ctx, experiment_id, report_dir, echo, started)
             parent_id = start_run(client, experiment_id, name=f"suite {suite.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                                   tags={SUITE_TAG: suite.name, STAGE_TAG: "suite", **environment_tags(), **claims.tags()})
             claims.hold(parent_id)
             return _run_cells(suite, ctx, claims, experiment_id, parent_id, report_dir, echo, started)
         finally:
             claims.close()
+
+
+def _report_only(suite: Suite, ctx: CellContext, experiment_id: str, report_dir: Path | None, echo,
+                 started: float) -> SuiteOutcome:
+    """Every cell has a FINISHED run: no new parent run (it would hold no cell, atop the runs table); the
+    report goes to the suite's latest parent run, whose own summary (cells ran, failed) stays as it was."""
+    last = search_runs(ctx.client, experiment_id, f"tags.`{STAGE_TAG}` = '{STAGE_SUITE}'")
+    parent_id = max(last, key=lambda r: r.info.start_time).info.run_id if last else ""
+    outcome = SuiteOutcome(suite, parent_id, skipped=list(suite.cells))
+    echo(f"Suite {suite.name}: all {len(suite.cells)} cells have a FINISHED run already; nothing to run"
+         f"{f', the report goes to parent run {parent_id}' if parent_id else ''}.")
+    write_suite_report(outcome, ctx, parent_id, report_dir, echo, summary=False)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
 
 
 def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: str, parent_id: str, report_dir: Path | None,
@@ -109,16 +141,18 @@ def _run_cells(suite: Suite, ctx: CellContext, claims: Claims, experiment_id: st
     echo(f"Suite {suite.name}: {len(suite.cells)} cells ({len(suite.cells) - len(suite.finetune_cells)} pretraining) "
          f"-> MLflow {ctx.tracking_uri}, experiment {suite_experiment(suite.name)}")
     try:
-        with tqdm(total=len(suite.cells), desc=f"suite {suite.name}", unit="cell", position=0, dynamic_ncols=True) as bar:
+        # The one bar that stays: cells done / total, ETA, the current cell (Lightning's sit under it, transient).
+        with tqdm(total=len(suite.cells), desc=f"suite {suite.name}", unit="cell", position=0, dynamic_ncols=True,
+                  bar_format=SUITE_BAR) as bar:
             for spec in _cells_in_order(outcome, ctx, parent_id, echo):
                 if spec.hash in finished:
                     outcome.skipped.append(spec)
                     bar.update(1)
                     continue
-                bar.set_postfix_str(spec.label)
+                bar.set_postfix_str(spec.label, refresh=True)
                 run_claimed_cell(spec, ctx, claims, experiment_id, parent_id, outcome)
                 bar.update(1)
-        status = write_suite_report(outcome, ctx, parent_id, report_dir, echo)
+        status = report_keeping_cells(outcome, ctx, parent_id, report_dir, echo)
     except BaseException:
         status = "KILLED"
         raise
@@ -135,12 +169,12 @@ def run_claimed_cell(spec: RunSpec, ctx: CellContext, claims: Claims, experiment
     elsewhere: FINISHED meanwhile, or another live worker holds it). Used by the runner and by launchers' workers."""
     client = ctx.client
     _await_pretraining(spec, ctx, claims)
-    run_id = claims.claim(spec.hash, name=spec.label, tags=cell_tags(spec, outcome.suite), parent_id=parent_id)
+    run_id = claims.claim(spec.hash, name=run_name(spec), tags=cell_tags(spec, outcome.suite), parent_id=parent_id)
     if run_id is None:
         outcome.elsewhere.append(spec)
         return
     try:
-        with CellRun(client, experiment_id, name=spec.label, tags={}, run_id=run_id,
+        with CellRun(client, experiment_id, name=run_name(spec), tags={}, run_id=run_id,
                      params={"spec_hash": spec.hash, **flatten(spec.to_dict())}) as run:
             run_cell(spec, ctx, run)
         ctx.finished[spec.hash] = client.get_run(run.run_id)
@@ -154,10 +188,12 @@ def run_claimed_cell(spec: RunSpec, ctx: CellContext, claims: Claims, experiment
         claims.release(run_id)
 
 
-def write_suite_report(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, report_dir: Path | None, echo) -> str:
-    """The suite's report from every FINISHED cell (any worker's), logged to the parent run; returns its final status."""
+def write_suite_report(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, report_dir: Path | None, echo,
+                       summary: bool = True) -> str:
+    """The suite's report from every FINISHED cell (any worker's), logged to the parent run (none: `parent_id` "");
+    `summary`: also log this invocation's counts (cells ran, skipped, failed) to it. Returns its final status."""
     client, finished = ctx.client, ctx.finished
-    experiment_id = client.get_run(parent_id).info.experiment_id
+    experiment_id = client.get_experiment_by_name(suite_experiment(outcome.suite.name)).experiment_id
     suite, status = outcome.suite, "FINISHED"  # with tune_budget: reloaded after tuning, its cells carry the best trials' values
     if outcome.skipped:
         echo(f"Skipped {len(outcome.skipped)} of {len(suite.cells)} cells that already have a FINISHED run with the same spec hash.")
@@ -169,17 +205,34 @@ def write_suite_report(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, 
     out_dir = report_dir or Path("reports") / suite.name
     outcome.report_paths = write_report(outcome.leaderboard, cells, out_dir, f"medtl {suite.name}")
     outcome.report_paths = _full_report(client, suite, out_dir, outcome.report_paths, echo)
-    for path in outcome.report_paths:
+    for path in outcome.report_paths if parent_id else ():
         client.log_artifact(parent_id, str(path), "report" + ("/confusion_matrices" if path.parent.name == "confusion_matrices" else ""))
-    _log_suite_summary(client, parent_id, outcome)
-    echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}"))
-    echo(f"Report written to {out_dir}/ (report.html, report.md, leaderboard.csv, ...) and logged to parent run {parent_id}.")
+    if summary and parent_id:
+        _log_suite_summary(client, parent_id, outcome)
+    echo(to_markdown(outcome.leaderboard, f"Leaderboard: {suite.name}", report_dir=out_dir))
+    echo(f"Report written to {out_dir}/ (report.html, report.md, leaderboard.csv, ...)"
+         f"{f' and logged to parent run {parent_id}' if parent_id else ''}.")
+    echo(f"Runs in MLflow: {ui_hint(ctx.tracking_uri, experiment_id)}")
     if outcome.failed:
         status = "FAILED"
         echo(f"{len(outcome.failed)} cell(s) FAILED (rerun the suite to retry them):")
         for spec, error in outcome.failed:
             echo(f"  {spec.label} [{spec.hash}]: {error}")
     return status
+
+
+def report_keeping_cells(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, report_dir: Path | None, echo) -> str:
+    """`write_suite_report`, where a failure to write the report costs no finished cell: the cells stay FINISHED,
+    the suite run ends FAILED with the reason, and the message says how to write the report again."""
+    try:
+        return write_suite_report(outcome, ctx, parent_id, report_dir, echo)
+    except Exception as exc:  # noqa: BLE001 - disk full, a folder gone read-only, a plot library error
+        out_dir = report_dir or Path("reports") / outcome.suite.name
+        outcome.report_error = f"{type(exc).__name__}: {exc}"
+        echo(f"The report could not be written to {out_dir}/ ({outcome.report_error}). The {len(outcome.ran)} cell(s) "
+             f"that ran are FINISHED in MLflow and kept (a rerun skips them). Fix: `medtl report {outcome.suite.path} "
+             "--out DIR` with a folder you can write to.")
+        return "FAILED"
 
 
 def _cells_in_order(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, echo):

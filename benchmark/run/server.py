@@ -50,24 +50,30 @@ def _loopback(host: str) -> bool:
 
 
 def check_database(uri: str) -> None:
-    """Connect once: an unreachable or wrong database fails here, with the URI (password hidden) and the fix."""
-    import sqlalchemy
+    """Connect once, within seconds: an unreachable or wrong database fails here with its actual cause (unknown
+    kind, missing driver or folder, nothing listening, no answer, refused login, no such database), the URI
+    (password hidden) and the fix (tracking.preflight.check_database)."""
+    from tracking.preflight import StoreError, check_database as check
 
     try:
-        url = sqlalchemy.engine.make_url(uri)
-    except Exception as exc:  # noqa: BLE001 - any unparsable URL gets the same message
-        raise ServerError(f"--backend-store-uri {uri!r} is not a database URL ({exc}). Fix: e.g. "
-                          "postgresql+psycopg2://USER@HOST:5432/DB.") from exc
-    shown = url.render_as_string(hide_password=True)
-    try:
-        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {})
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - driver errors vary; the first line says what failed
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ServerError(f"The tracking database {shown} cannot be reached: {first}. Fix: start PostgreSQL and create "
-                          "the database (createdb NAME), or correct --backend-store-uri / $" + DB_ENV + ".") from exc
+        check(uri, what="The tracking database", source=f"--backend-store-uri / ${DB_ENV}")
+    except StoreError as exc:
+        raise ServerError(str(exc)) from None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether (host, port) cannot be bound because something listens there already."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a port in TIME_WAIT is free
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def server_command(settings: ServerSettings) -> list[str]:
@@ -105,6 +111,11 @@ def check(settings: ServerSettings, warn=lambda message: print(message, file=sys
     if not _loopback(settings.host) and not settings.auth:
         warn(f"medtl server: listening on {settings.host} without --auth: anyone who reaches port {settings.port} can "
              "read, change and delete every run. Put an authenticating proxy (TLS + basic auth or SSO) in front, or use --auth.")
+    if port_in_use(settings.host, settings.port):
+        # Checked here: `mlflow server` would print its URL, fail to bind, and still exit 0.
+        raise ServerError(f"--port {settings.port}: something already listens on {settings.host}:{settings.port} (another "
+                          f"server, or an earlier `medtl server`). Fix: --port {settings.port + 1}, or stop what holds it "
+                          f"(`ss -ltnp 'sport = :{settings.port}'` shows which process).")
     check_database(settings.backend_store_uri)
 
 

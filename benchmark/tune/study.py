@@ -32,6 +32,9 @@ optimisation history and parameter importances as artifacts, one nested run per 
 params, per-epoch `val/*` and its state (tag `medtl.trial_state`: COMPLETE, PRUNED, FAIL). Optuna's
 MLflowCallback is not used: it loses the parent with nested runs (optuna#5148) and breaks with several
 jobs (optuna#4088).
+
+Optuna, Lightning and MLflow are imported inside the functions that use them: workers are spawned
+processes that import this module first, and `medtl tune --help` should not pay 15 s of imports.
 """
 
 from __future__ import annotations
@@ -47,8 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tracking.naming import BACKBONE_TAG, BEST_TRIAL_TAG, BEST_VALUE_TAG, CELL_TAG, ERROR_TAG, FOLD_TAG, FRACTION_TAG, SOURCE_TAG, STAGE_TAG, STORAGE_TAG, STRATEGY_TAG, STUDY_TAG, TASK_TAG, TRIALS_TAG, TUNE_BUDGET_TAG, tuning_experiment
-from tracking.naming import TUNE_SCOPE_TAG
+from tracking.naming import BACKBONE_TAG, BEST_TRIAL_TAG, BEST_VALUE_TAG, CELL_TAG, ERROR_TAG, FOLD_TAG, FRACTION_TAG, SOURCE_TAG, STAGE_TAG, STORAGE_TAG, STRATEGY_TAG, STUDY_TAG, TASK_TAG, TRIALS_TAG, TUNE_BUDGET_TAG, TUNE_SCOPE_TAG, tuning_experiment
 
 from benchmark.plan.tuning import cell_study, effective_scope
 
@@ -81,6 +83,11 @@ class StudyRow:
     scope: str = "shared"
 
     @property
+    def short(self) -> str:
+        """The row as the runs table shows it: source/backbone/strategy (the suite and task are the experiment's)."""
+        return f"{self.spec.source}/{self.spec.backbone}/{self.spec.strategy}"
+
+    @property
     def name(self) -> str:
         return cell_study(self.suite, self.scope, self.spec)
 
@@ -95,6 +102,25 @@ def study_rows(suite) -> list[StudyRow]:
                            getattr(suite, "tune_scope", "shared"))
             rows.setdefault(row.name, row)
     return list(rows.values())
+
+
+# Why a strategy kind has no study (the study's pruner and objective read per-epoch validation scores).
+UNTUNED_WHY = {
+    "features": "fitted on frozen features, no epochs to score (its own fit picks its settings, e.g. svm's C by "
+                "cross-validation on training rows)",
+    "combining": "trains nothing: it averages finished cells' predictions",
+}
+
+
+def untuned_rows(suite) -> dict[str, str]:
+    """Rows (source/backbone/strategy) whose strategy no study can tune -> why, for `medtl tune`'s first lines."""
+    rows: dict[str, str] = {}
+    for spec in suite.finetune_cells:
+        strategy = get_strategy(spec.strategy)
+        if not strategy.tunable:
+            why = UNTUNED_WHY.get(strategy.kind, f"strategy kind {strategy.kind!r} is not tunable")
+            rows.setdefault(f"{spec.source}/{spec.backbone}/{spec.strategy}", f"{strategy.kind} strategy: {why}")
+    return rows
 
 
 def search_space(strategy: str) -> dict:
@@ -141,7 +167,7 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
     experiment_id = ensure_experiment(client, tuning_experiment(row.suite))
     parents = client.search_runs([experiment_id], f"tags.`{STUDY_TAG}` = '{row.name}' and tags.`medtl.stage` = 'study'")
     parent_id = parents[0].info.run_id if parents else start_run(
-        client, experiment_id, name=f"study {row.name}",
+        client, experiment_id, name=f"study {row.short}",
         tags={STUDY_TAG: row.name, STAGE_TAG: "study", **environment_tags()})
     client.update_run(parent_id, status="RUNNING")
     try:
@@ -156,6 +182,9 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
         client.set_tag(parent_id, ERROR_TAG, str(error)[:4000])
         client.set_terminated(parent_id, "FAILED")
         raise error from None
+    except BaseException:  # Ctrl-C / SIGTERM while connecting: the study run must not stay RUNNING
+        client.set_terminated(parent_id, "KILLED")
+        raise
     study.set_user_attr("cell", row.spec.label)
     for number in fail_dead_trials(study):
         echo(f"{row.name}: trial {number} was left RUNNING by a process that is gone; marked FAIL.")
@@ -177,8 +206,15 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
             procs = [context.Process(target=_worker_process, args=(i, *args)) for i in range(settings.workers)]
             for proc in procs:
                 proc.start()
-            for proc in procs:
-                proc.join()
+            try:
+                for proc in procs:
+                    proc.join()
+            except BaseException:  # Ctrl-C / SIGTERM here: each worker records its trial FAIL and its run KILLED
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.join(60)
+                raise
             bad = [p.exitcode for p in procs if p.exitcode]
             if EXIT_TRIALS_FAILED in bad:
                 raise failed_study(optuna.load_study(study_name=row.name, storage=storage), settings)
@@ -215,12 +251,33 @@ def failed_study(study, settings: TuneSettings) -> TuningFailed:
         "trial's error is tag medtl.error of its MLflow run), then rerun the same command: failed trials do not use the budget.")
 
 
+def interrupted_message(exc, budget: int) -> str:
+    """What `medtl tune` says when SIGINT / SIGTERM (`exc`, tracking.runs.Interrupted) stopped it."""
+    name = "SIGTERM" if exc.exit_code == 143 else "interrupted (SIGINT)"
+    return (f"medtl: {name}; the running trial is recorded FAIL (its MLflow run KILLED) and the study run KILLED. Rerun "
+            f"the same command to resume: the study goes on to its budget of {budget} (FAIL trials do not count).")
+
+
 def _worker_process(index: int, *args) -> None:
-    """A spawned worker: failed trials end it with EXIT_TRIALS_FAILED (the parent reports them), not a traceback."""
+    """A spawned worker: failed trials end it with EXIT_TRIALS_FAILED (the parent reports them), not a traceback;
+    SIGINT / SIGTERM end its trial FAIL (run KILLED) and it with 130 / 143."""
+    import signal
+
+    from tracking.runs import Interrupted
+
+    def stop(signum, frame):
+        for s in (signal.SIGINT, signal.SIGTERM):  # once: the second signal must not cut the recording short
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, stop)
     try:
         work(index, *args)
     except TuningFailed:
         sys.exit(EXIT_TRIALS_FAILED)
+    except Interrupted as exc:
+        sys.exit(exc.exit_code)
 
 
 
@@ -252,6 +309,7 @@ def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, expe
             except optuna.TrialPruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 failures = 0
+                _trial_line(row, study, trial, settings.n_trials, "PRUNED", trial.user_attrs.get("epochs_trained"))
             except Exception as exc:  # noqa: BLE001 - a failed trial is recorded FAIL (and its run FAILED); the study goes on
                 error = f"{type(exc).__name__}: {exc}"
                 trial.set_user_attr("error", error[:2000])
@@ -260,10 +318,28 @@ def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, expe
                 print(f"{row.name}: trial {trial.number} FAILED: {error}", flush=True)
                 if failures >= MAX_FAILURES:  # FAIL trials do not use the budget: a broken objective would loop
                     raise failed_study(study, settings) from None
+            except BaseException as exc:  # Ctrl-C / SIGTERM (Interrupted): FAIL, not RUNNING until a rerun reaps it
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
             else:
                 study.tell(trial, value)
                 failures = 0
+                _trial_line(row, study, trial, settings.n_trials, "COMPLETE", value)
 
+
+
+def _trial_line(row: StudyRow, study, trial, budget: int, state: str, detail) -> None:
+    """One line per trial: `medtl tune` would otherwise be silent for the whole study."""
+    from tqdm import tqdm
+
+    done = counted(study)
+    what = f"{OBJECTIVE} {detail:.3f}" if state == "COMPLETE" else f"after {detail} epoch(s)"
+    try:
+        best = f", best {study.best_value:.3f} (trial {study.best_trial.number})"
+    except ValueError:  # no complete trial yet
+        best = ""
+    tqdm.write(f"{row.short}: trial {trial.number} ({done}/{budget}) {state}, {what}{best}", file=sys.stdout)
 
 
 def _log_study(client, parent_id: str, study) -> None:
@@ -304,10 +380,20 @@ def _log_study(client, parent_id: str, study) -> None:
 
 def tune_suite(suite, settings: TuneSettings, echo=print) -> list:
     """Tune every tunable row of the suite with the same budget; returns the studies."""
-    rows = study_rows(suite)
+    from tracking import ensure_experiment
+    from tracking.store import open_store, ui_hint
+
+    rows, untuned = study_rows(suite), untuned_rows(suite)
+    tuned = len({r.short for r in rows})
     scope = effective_scope(getattr(suite, "tune_scope", "shared"), rows[0].spec.folds) if rows else "shared"
-    echo(f"Tuning {len(rows)} stud{'y' if len(rows) == 1 else 'ies'} ({scope}: " +
-         ("one per row and outer fold" if scope == "nested" else "one per row") + f") of suite {suite.name} with {settings.n_trials} trials each "
+    echo(f"Tuning {tuned} of {tuned + len(untuned)} row(s) of suite {suite.name} in {len(rows)} stud{'y' if len(rows) == 1 else 'ies'} "
+         f"({scope}: {'one per row and outer fold' if scope == 'nested' else 'one per row'}) with {settings.n_trials} trials each "
          f"(storage {shown_url(settings.storage)}, {settings.workers} worker(s), pruner {settings.pruner}).")
+    for row, why in untuned.items():
+        echo(f"  not tuned: {row}: {why}")
+    client = open_store(settings.tracking_uri)
+    experiment_id = ensure_experiment(client, tuning_experiment(suite.name))
+    echo(f"MLflow experiment {tuning_experiment(suite.name)} (one parent run per study, a run per trial): "
+         f"{ui_hint(client.tracking_uri, experiment_id)}")
     return [tune_row(row, settings, echo) for row in rows]
 

@@ -46,7 +46,7 @@ class Objective:
         from tracking.runs import log_params
 
         spec = self.row.spec
-        run_id = start_run(self.client, self.experiment_id, name=f"trial {trial.number}", parent_id=self.parent_id,
+        run_id = start_run(self.client, self.experiment_id, name=self.run_name(trial.number), parent_id=self.parent_id,
                            tags={STUDY_TAG: self.row.name, STAGE_TAG: STAGE_TRIAL, TRIAL_NUMBER_TAG: str(trial.number),
                                  CELL_TAG: spec.label})
         history = ValidationHistory(self.client, run_id, trial.number)
@@ -68,6 +68,8 @@ class Objective:
                 raise RuntimeError(f"{spec.label}: no {OBJECTIVE} was logged (no validation rows?); nothing to tune on.")
             value = max(history.scores)  # a validation number by construction
         except optuna.TrialPruned:
+            # MLflow has no PRUNED status: FINISHED (green) alone reads as a complete trial, so the name says it.
+            self.client.update_run(run_id, name=f"{self.run_name(trial.number)} (pruned)")
             self._end(run_id, "PRUNED", "FINISHED")
             raise
         except Exception as exc:
@@ -80,6 +82,10 @@ class Objective:
         self.client.log_metric(run_id, "objective", value)
         self._end(run_id, "COMPLETE", "FINISHED")
         return value
+
+    def run_name(self, number: int) -> str:
+        """The trial's name in MLflow's runs table: its row and number, distinct across the suite's studies."""
+        return f"{self.row.short} / trial {number}"
 
     def _end(self, run_id: str, state: str, status: str) -> None:
         self.client.set_tag(run_id, TRIAL_STATE_TAG, state)

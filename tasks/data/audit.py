@@ -219,7 +219,7 @@ def group_leaks(task: Task, assignment=None) -> pd.DataFrame:
     sides = sides_of(task, assignment)
     frame = pd.DataFrame({"group": task.index["group"].to_numpy(), "side": sides})
     frame = frame[frame["side"] != ""]
-    per_group = frame.groupby("group", sort=True)["side"].agg(lambda s: tuple(sorted(set(s))))
+    per_group = frame.groupby("group", sort=True)["side"].agg(lambda s: tuple(sorted({str(x) for x in s})))  # str, not np.str_
     counts = frame.groupby("group", sort=True).size()
     leaks = per_group[per_group.map(len) > 1]
     return pd.DataFrame({"group": leaks.index.to_numpy(dtype=object), "sides": leaks.to_numpy(),
@@ -234,7 +234,8 @@ def audit(task: Task, assignment=None, other: Task | None = None, *, threshold: 
     hashes, digests = image_fingerprints(task, rows)
     items = task.index["item"].astype(str).to_numpy()[rows]
     all_sides = sides[rows]
-    notes = [f"{task.meta.name}: {len(rows)} images on sides {sorted(set(all_sides))}, threshold {threshold} bits"]
+    names = ", ".join(sorted({str(s) for s in all_sides}))  # str(): numpy 2 prints np.str_('0') in lists
+    notes = [f"{task.meta.name}: {len(rows)} images on sides {names}, threshold {threshold} bits"]
     if other is not None:
         # Every image of the other task is on one side of its own, so pairs inside it are never compared.
         other_side = f"{OTHER_PREFIX}{other.meta.name}"

@@ -6,7 +6,8 @@
 An adapter turns what is on disk into an index; these checks catch indexes that load fine and
 would give a result that looks valid and is not: one class only (nothing to classify), a class
 with no training rows (its recall is 0 by construction), the same item listed twice (counted twice
-in training and testing), class names that differ only in case (one class read as two).
+in training and testing), class names that differ only in case (one class read as two), and (`check_task` only) byte-identical
+images under two classes or on both sides of a split (`tasks.data.duplicates`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from tasks.data.duplicates import duplicate_problems
 from tasks.data.errors import DataError
 from tasks.data.index import Task
 
@@ -67,8 +69,12 @@ def task_problems(task: Task) -> list[tuple[str, str]]:
 
 
 def check_task(task: Task, *, where: str = "") -> Task:
-    """`task` unchanged when usable, else DataError naming the dataset (and `where`: a suite key) and the fix."""
-    problems = task_problems(task)
+    """`task` unchanged when usable, else DataError naming the dataset (and `where`: a suite key) and the fix.
+
+    Beyond `task_problems`, refuses byte-identical images across classes or split sides unless the dataset
+    option `allow_duplicates` is set (`tasks.data.duplicates`; `data verify` only warns about them).
+    """
+    problems = task_problems(task) + duplicate_problems(task)
     if problems:
         place = f" ({where})" if where else ""
         lines = "\n  ".join(f"{problem}. Fix: {fix}." for problem, fix in problems)

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from tasks.data.device_pipeline import DeviceTransform, decode_store, stored_loader
 from tasks.data.extension import base_rows, extra_rows
-from tasks.data.fractions import nested_subsets
+from tasks.data.fractions import nested_subsets, subset_spec
 from tasks.data.index import Task
 from tasks.data.splits import Fold, make_fold
 from tasks.data.transforms import eval_preset, train_preset
@@ -140,7 +140,7 @@ class TaskDataModule(L.LightningDataModule):
     def _subsample(self, rows: np.ndarray) -> np.ndarray:
         # Nested subsets: with one seed, the 10 % rows are inside the 50 % rows, so a
         # data-efficiency curve measures more data, not different data.
-        spec = int(self.fraction) if self.fraction > 1 else float(self.fraction)
+        spec = subset_spec(self.fraction)  # > 1: a count of images; 657.5 is refused, not truncated
         return nested_subsets(self.task, rows, [spec], seed=self.seed)[spec]
 
     def class_weights(self) -> torch.Tensor:

@@ -33,10 +33,15 @@ from torch.utils.data import DataLoader, Dataset
 from tasks.data.errors import DataError
 from tasks.data.index import Task
 from tasks.data.transforms import AUGMENT_LEVELS, eval_preset
+from tracking import settings
 
 PIPELINES = ("auto", "cpu", "device")
-# The largest tensor store `auto` builds (bytes); above it the per-image CPU path is used.
-STORE_LIMIT = int(float(os.environ.get("MEDTL_TENSOR_STORE_GB", "8")) * 2**30)
+
+
+def store_limit() -> int:
+    """The largest tensor store `auto` builds (bytes; $MEDTL_TENSOR_STORE_GB, default 8 GiB); above it the
+    per-image CPU path is used. Read on use, not at import, so a bad value is a SettingError naming it."""
+    return int(settings.read("MEDTL_TENSOR_STORE_GB") * 2**30)
 
 
 def store_bytes(rows: int, size: int) -> int:
@@ -44,7 +49,7 @@ def store_bytes(rows: int, size: int) -> int:
 
 
 def resolve_pipeline(pipeline: str, rows: int, size: int) -> str:
-    """`auto` -> `device` when the uint8 store fits in `STORE_LIMIT`, on any device, else `cpu`.
+    """`auto` -> `device` when the uint8 store fits in `store_limit()`, on any device, else `cpu`.
 
     Measured on 2 CPU cores too (`benchmark/speed/pipeline_bench.py`, ResNet-18 and the small CNN at 32
     and 64 px, `light` and `standard` augmentation): the store path reached 0.96-0.99 of model-only
@@ -54,13 +59,14 @@ def resolve_pipeline(pipeline: str, rows: int, size: int) -> str:
     pins `pipeline: cpu`."""
     if pipeline not in PIPELINES:
         raise ValueError(f"Unknown pipeline {pipeline!r}. Valid pipelines: {', '.join(PIPELINES)}.")
-    if pipeline == "device" and store_bytes(rows, size) > STORE_LIMIT:
+    limit = store_limit()
+    if pipeline == "device" and store_bytes(rows, size) > limit:
         raise DataError(f"pipeline: device needs a {store_bytes(rows, size) / 2**30:.1f} GiB uint8 store for {rows} images at "
-                        f"{size} px, over the {STORE_LIMIT / 2**30:.1f} GiB limit. Fix: use pipeline: cpu, or raise "
+                        f"{size} px, over the {limit / 2**30:.1f} GiB limit. Fix: use pipeline: cpu, or raise "
                         "$MEDTL_TENSOR_STORE_GB if the machine has the memory.")
     if pipeline != "auto":
         return pipeline
-    return "device" if store_bytes(rows, size) <= STORE_LIMIT else "cpu"
+    return "device" if store_bytes(rows, size) <= limit else "cpu"
 
 
 def loader_workers(num_workers: int | str, accelerator: str, pipeline: str) -> int:

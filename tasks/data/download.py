@@ -10,6 +10,11 @@ licence form or registration stands in the way, the page to visit and the folder
 `download_dataset` reads the cards; `download` and `safe_extract` are the two steps, usable on
 their own.
 
+A host that takes the connection and never answers (or never connects) is given up after one
+timeout, `$MEDTL_DOWNLOAD_TIMEOUT` seconds (default 20, `tracking.settings`); a transfer that stops
+moving is retried until it has made no progress for twice that, so a dead download ends in well
+under a minute with the URL and the fix.
+
 Own code rather than a library: `torchvision.datasets.utils.download_url` neither resumes nor
 checks archives for path traversal, and `medmnist` downloads only its own files.
 """
@@ -31,6 +36,7 @@ from tasks.data.archives import safe_extract  # noqa: F401  (part of this module
 from tasks.data.cards import Source
 from tasks.data.errors import DataError
 from tasks.data.registry import DATASETS
+from tracking import settings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +81,7 @@ def download(
     *,
     expected_md5: str | None = None,
     expected_sha256: str | None = None,
-    timeout: float = 60.0,
+    timeout: float | None = None,
     chunk: int = 1 << 20,
     retries: int = 5,
     backoff: float = 2.0,
@@ -83,9 +89,12 @@ def download(
     """Fetch `url` to `dest`, resuming `dest.part` with a Range request after an interruption.
 
     Verifies the digest(s) given; with none given it writes `<dest>.sha256` so later runs (and
-    the catalogue) can pin it. Raises DataError on a mismatch (the part file is deleted) or when
-    `retries` further attempts still did not complete.
+    the catalogue) can pin it. Raises DataError on a mismatch (the part file is deleted), when the
+    host does not connect or answer within `timeout` seconds (default `$MEDTL_DOWNLOAD_TIMEOUT`, 20),
+    or when `retries` further attempts, or 2 x `timeout` seconds, passed without a new byte.
     """
+    timeout = settings.read("MEDTL_DOWNLOAD_TIMEOUT") if timeout is None else float(timeout)
+    host = urlparse(url).netloc or url
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -95,17 +104,23 @@ def download(
             return dest
         log.warning("%s exists but its checksum differs; downloading it again", dest)
         dest.unlink()
-    failures, last_error, unreachable = 0, None, 0
+    failures, last_error, unreachable, last_progress = 0, None, 0, time.monotonic()
     while True:
         before = part.stat().st_size if part.exists() else 0
         try:
             _fetch_once(url, part, timeout=timeout, chunk=chunk)
             break
+        except _Silent as exc:
+            # The whole timeout already passed without an answer: a second wait would only double it.
+            raise DataError(
+                f"{host} {exc} while downloading {url}. Fix: check the URL and that no proxy or firewall holds the "
+                f"request (HTTPS_PROXY); on a slow link raise MEDTL_DOWNLOAD_TIMEOUT (seconds, now {timeout:g}); or "
+                f"fetch the file by hand into {dest} and rerun (it is then verified)."
+            ) from None
         except _Unreachable as exc:
             # No answer at all (offline, DNS, refused, firewalled): retrying for a minute helps nobody.
             unreachable += 1
             if unreachable > UNREACHABLE_RETRIES:
-                host = urlparse(url).netloc or url
                 raise DataError(
                     f"Cannot reach {host} to download {url} ({exc}). Fix: check the network connection or proxy "
                     f"(HTTPS_PROXY) and rerun; or fetch the file by hand into {dest} and rerun (it is then verified)."
@@ -118,6 +133,16 @@ def download(
         # forward each time still finishes, and one that never does stops after `retries`.
         grew = part.exists() and part.stat().st_size > before
         failures = 0 if grew else failures + 1
+        last_progress = time.monotonic() if grew else last_progress
+        pause = min(backoff * 2 ** max(failures - 1, 0), 30.0)
+        stalled = time.monotonic() + pause - last_progress
+        if failures and stalled > STALL_FACTOR * timeout:
+            raise DataError(
+                f"Download of {url} made no progress for {stalled:.0f} s ({failures} attempt(s); last error: "
+                f"{last_error}). Fix: check the network or the URL and rerun (a slow link: raise "
+                f"MEDTL_DOWNLOAD_TIMEOUT, now {timeout:g} s); the {part.stat().st_size if part.exists() else 0} "
+                f"bytes already in {part} are resumed."
+            )
         if failures > retries:
             raise DataError(
                 f"Download of {url} failed after {retries + 1} attempts without progress (last error: "
@@ -125,7 +150,7 @@ def download(
                 f"{part.stat().st_size if part.exists() else 0} bytes already in {part} are resumed."
             )
         log.warning("download of %s interrupted (%s); retrying", url, last_error)
-        time.sleep(min(backoff * 2 ** max(failures - 1, 0), 30.0))
+        time.sleep(pause)
     _digests_match(part, url, expected_md5, expected_sha256, delete_on_mismatch=part)
     part.replace(dest)
     if not (expected_md5 or expected_sha256):
@@ -141,11 +166,15 @@ class _Retry(Exception):
 
 
 class _Unreachable(_Retry):
-    """No HTTP answer at all: the host cannot be resolved or connected to."""
+    """No HTTP answer at all: the host cannot be resolved or refuses the connection (both instant)."""
 
 
-UNREACHABLE_RETRIES = 1  # one more try (a blip), then the error: at most 2 x CONNECT_TIMEOUT_S + 1 s
-CONNECT_TIMEOUT_S = 10.0  # connecting is quick when the host is there; the read timeout is the caller's
+class _Silent(Exception):
+    """The host did not connect, or connected and sent no answer, within the whole timeout."""
+
+
+UNREACHABLE_RETRIES = 1  # one more try after an instant refusal (a blip), then the error
+STALL_FACTOR = 2.0  # give up after this many timeouts without a new byte (retries included)
 
 
 def _fetch_once(url: str, part: Path, *, timeout: float, chunk: int) -> None:
@@ -156,12 +185,16 @@ def _fetch_once(url: str, part: Path, *, timeout: float, chunk: int) -> None:
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        response = requests.get(url, headers=headers, stream=True, timeout=(min(CONNECT_TIMEOUT_S, timeout), timeout))
+        response = requests.get(url, headers=headers, stream=True, timeout=(timeout, timeout))
+    except requests.ReadTimeout as exc:
+        raise _Silent(f"accepted the connection but sent no answer in {timeout:g} s") from exc
     except requests.ConnectionError as exc:
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        if isinstance(exc, requests.ConnectTimeout) or isinstance(
-                reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)):
-            raise _Unreachable(str(reason or exc)) from exc  # DNS, refused, unroutable: nobody answered
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3, so it is tested first.
+        if isinstance(reason, urllib3.exceptions.NewConnectionError):
+            raise _Unreachable(str(reason)) from exc  # DNS, refused: nobody answered, at once
+        if isinstance(exc, requests.ConnectTimeout) or isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+            raise _Silent(f"did not accept a connection in {timeout:g} s") from exc  # unroutable, firewalled
         raise _Retry(str(exc)) from exc
     except requests.RequestException as exc:
         raise _Retry(str(exc)) from exc

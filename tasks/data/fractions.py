@@ -5,7 +5,8 @@
 
 A spec is either a float in (0, 1] (that fraction of `rows`, rounded, at least one) or an int >= 1
 (exactly that many images, like the 657-image run of Hicks et al. 2018). `1.0` means all rows, `1`
-one image.
+one image. A cell's `fraction` (a float in its spec) maps to a spec with `subset_spec`: up to 1 a
+share, above 1 a whole number of images (`657.0` -> 657), anything else refused.
 
 How the subsets are made (one seeded ordering, every subset a prefix of it):
   1. Within each class the rows are shuffled (seeded).
@@ -37,10 +38,30 @@ from tasks.data.splits import stratify_key
 Spec = float | int
 
 
+def subset_spec(fraction: float | int) -> Spec:
+    """The subset spec of a cell's `fraction`: <= 1 a share of the training rows (float), > 1 a count (int).
+
+    `0.1` -> 0.1 (10 %), `1` / `1.0` -> 1.0 (all rows), `657` / `657.0` -> 657 (that many images);
+    a non-whole number above 1 (`657.5`) or a value <= 0 is a DataError saying what is valid.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise DataError(f"fraction {fraction!r} must be a number: a share in (0, 1] or a whole number of images > 1.")
+    if fraction > 1:
+        if float(fraction) != int(fraction):
+            raise DataError(f"fraction {fraction!r} is above 1 but not a whole number; above 1 a fraction counts "
+                            f"training images (e.g. 657), below it is a share (e.g. 0.1).")
+        return int(fraction)
+    if fraction <= 0:
+        raise DataError(f"fraction {fraction!r} is outside (0, 1]; use e.g. 0.1 for 10% or a whole number > 1 for a count.")
+    return float(fraction)
+
+
 def subset_size(spec: Spec, n_rows: int) -> int:
     """Number of rows a spec asks for out of `n_rows` (DataError for a spec outside its range)."""
     if isinstance(spec, bool) or not isinstance(spec, numbers.Real):
         raise DataError(f"subset spec {spec!r} must be a fraction in (0, 1] or a whole number of images >= 1.")
+    if not isinstance(spec, numbers.Integral) and spec > 1 and float(spec) == int(spec):
+        spec = int(spec)  # 657.0, as a float-typed setting holds 657: a count
     if isinstance(spec, numbers.Integral):
         if not 1 <= spec <= n_rows:
             raise DataError(

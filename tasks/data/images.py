@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from tasks.data.errors import ImageReadError
+from tasks.data.errors import DataError, ImageReadError
 
 
 def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
@@ -99,6 +99,10 @@ class ArrayStore:
         self.origin = origin
 
     def load(self, item) -> np.ndarray:
+        if self.array.dtype != np.uint8:
+            raise DataError(f"{self.origin}: image {item} holds {self.array.dtype} pixels; images must be 8-bit "
+                            "(uint8, 0..255). Fix: convert the array before building the task, e.g. "
+                            "(x * 255).round().astype(np.uint8) for values in 0..1.")
         return to_rgb_uint8(self.array[int(item)])
 
     def describe(self) -> str:

@@ -1,7 +1,8 @@
 """A task = what a dataset adapter returns: an index DataFrame, class metadata and an image store.
 
 Index columns (one row per image):
-  item   str path relative to the store root, or int position in an in-memory array
+  item   str path relative to the store root (normalised: `./img//x.jpg` is `img/x.jpg`), or int position
+         in an in-memory array
   label  int class id (multiclass / binary); absent for multilabel
   labels tuple[int, ...] of class ids (multilabel only)
   group  str that keeps related images on one side of a split (patient, video); defaults to item
@@ -10,6 +11,7 @@ Index columns (one row per image):
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -36,6 +38,9 @@ class TaskMeta:
     name: str  # registry name plus options, e.g. "gen-target" or "medmnist:breastmnist"
     class_names: tuple[str, ...]  # index i is class id i; reports and confusion matrices use them
     kind: Kind  # decides loss (CE vs BCE) and metric family
+    # Byte-identical copies across classes or split sides were allowed by the dataset option
+    # `allow_duplicates` (tasks.data.duplicates); False refuses them before a benchmark.
+    allow_duplicates: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -71,9 +76,18 @@ class Task:
         return bool((self.index["split"] != "").any())
 
 
+def item_path(item):
+    """A path item in one spelling (`./img//x.jpg`, `img/./x.jpg` -> `img/x.jpg`); positions are returned as is.
+
+    Every adapter's index goes through `make_index`, so two rows naming one file by different paths
+    become one repeated item, which the checks refuse instead of counting the image twice.
+    """
+    return posixpath.normpath(item) if isinstance(item, str) else item
+
+
 def make_index(items, labels, *, groups=None, splits=None) -> pd.DataFrame:
-    """Build an index frame with the standard columns and dtypes."""
-    items = list(items)
+    """Build an index frame with the standard columns and dtypes; path items are normalised (`item_path`)."""
+    items = [item_path(i) for i in items]
     frame = pd.DataFrame({"item": pd.Series(items, dtype=object)})
     frame["label"] = np.asarray(labels, dtype=np.int64)
     frame["group"] = [str(g) for g in groups] if groups is not None else [str(i) for i in items]

@@ -5,7 +5,8 @@
 
 Errors (fail `ok`): the adapter cannot index the folder, an image does not decode, counts differ
 from the published ones. Warnings (reported, `ok` stays true): identical images, which real
-releases do contain (BreastMNIST has one train image that is also in test). Notes: facts worth
+releases do contain (BreastMNIST has one train image that is also in test); a benchmark refuses the
+ones across classes or splits unless the dataset option `allow_duplicates` is set (tasks.data.duplicates). Notes: facts worth
 knowing that are not faults, e.g. a MedMNIST file whose MD5 is not the official one although its
 contents are complete (a re-saved copy).
 """
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.progress import track
 
 from tasks.data.checks import task_problems
+from tasks.data.duplicates import ALLOW_OPTION, array_digest, file_digest
 from tasks.data.errors import DataError, ImageReadError, UnknownDatasetError
 from tasks.data.images import ArrayStore, FileStore, read_image
 from tasks.data.index import Task
@@ -120,7 +122,7 @@ def _class_counts(task: Task) -> dict[str, int]:
     return {cls: int(counts.get(i, 0)) for i, cls in enumerate(task.meta.class_names)}
 
 
-def _check_files(task: Task, report: VerifyReport, workers: int, show: bool) -> dict[object, str]:
+def _check_files(task: Task, report: VerifyReport, workers: int, show: bool) -> dict[object, bytes]:
     """Decode every image (threads: PIL releases the GIL while decoding); digest their bytes."""
     store = task.images
     items = list(dict.fromkeys(task.index["item"]))
@@ -129,17 +131,17 @@ def _check_files(task: Task, report: VerifyReport, workers: int, show: bool) -> 
         try:
             if isinstance(store, FileStore):
                 path = store.root / str(item)
-                digest = hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else None
+                digest = file_digest(path) if path.is_file() else None
                 read_image(path)
             else:  # other stores (video frames...): what the DataModule would see
-                digest = hashlib.sha1(np.ascontiguousarray(store.load(item)).tobytes()).hexdigest()
+                digest = array_digest(store.load(item))
             return item, digest, None
         except ImageReadError as exc:
             return item, None, Finding(exc.path, exc.problem, exc.fix)
         except (DataError, OSError) as exc:
             return item, None, Finding(str(item), str(exc), "re-download or re-extract the dataset")
 
-    digests: dict[object, str] = {}
+    digests: dict[object, bytes] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(check, items)
         for item, digest, finding in track(results, total=len(items), description="decoding", disable=not show,
@@ -152,7 +154,7 @@ def _check_files(task: Task, report: VerifyReport, workers: int, show: bool) -> 
     return digests
 
 
-def _check_arrays(task: Task, report: VerifyReport, show: bool) -> dict[object, str]:
+def _check_arrays(task: Task, report: VerifyReport, show: bool) -> dict[object, bytes]:
     """In-memory arrays cannot be truncated files: check dtype, shape and range, digest each image."""
     array, where = task.images.array, task.images.origin
     shape_ok = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (1, 3))
@@ -168,14 +170,14 @@ def _check_arrays(task: Task, report: VerifyReport, show: bool) -> dict[object, 
         return {}
     digests = {}
     for item in track(items, description="hashing", disable=not show, console=Console(stderr=True)):
-        digests[int(item)] = hashlib.sha1(array[item].tobytes()).hexdigest()
+        digests[int(item)] = array_digest(array[item])
         report.checked += 1
     _medmnist_md5_note(task, report)
     return digests
 
 
-def _report_duplicates(task: Task, digests: dict[object, str], report: VerifyReport) -> None:
-    by_digest: dict[str, list] = defaultdict(list)
+def _report_duplicates(task: Task, digests: dict[object, bytes], report: VerifyReport) -> None:
+    by_digest: dict[bytes, list] = defaultdict(list)
     for item, digest in digests.items():
         by_digest[digest].append(item)
     rows = task.index.drop_duplicates("item").set_index("item")
@@ -192,7 +194,8 @@ def _report_duplicates(task: Task, digests: dict[object, str], report: VerifyRep
         report.problems.append(Finding(
             names, ", ".join(why),
             "delete all but one copy if it is a copying mistake; if the publisher's release has it, keep it "
-            "and expect slightly optimistic scores", severity="warning"))
+            "and expect slightly optimistic scores (`medtl benchmark` refuses copies across classes or splits "
+            f"unless the dataset option {ALLOW_OPTION}: true is set)", severity="warning"))
 
 
 def _compare_counts(name: str, task: Task, report: VerifyReport) -> None:

@@ -43,6 +43,7 @@ from tasks.data.datamodule import IndexedImages
 from tasks.data.images import ArrayStore, FileStore
 from tasks.data.index import Task
 from tasks.data.transforms import eval_preset
+from tracking import settings
 
 FINAL = "final"  # the backbone's own output (its pooled feature vector) rather than a named tap
 FORMAT = 1  # of cache entries; bump when extraction changes what an entry holds
@@ -51,8 +52,7 @@ POOLS = ("gap", "map")
 
 def default_cache_dir() -> Path:
     """`$MEDTL_CACHE/features`, else `.medtl_cache/features` under the working directory."""
-    root = os.environ.get("MEDTL_CACHE")
-    return (Path(root) if root else Path(".medtl_cache")) / "features"
+    return (settings.read("MEDTL_CACHE") or Path(".medtl_cache")) / "features"
 
 
 # --- taps -----------------------------------------------------------------------------------------
@@ -73,7 +73,8 @@ def tap_shapes(backbone: Backbone, size: int) -> dict[str, tuple[int, ...]]:
              for k, m in probe.feature_taps().items()]
     try:
         with torch.no_grad():
-            shapes[FINAL] = tuple(probe(torch.empty(1, 3, size, size, device="meta")).shape[1:])
+            # Two images: a training-mode BatchNorm refuses one image whose map is 1x1 (ResNet-18 at 32 px).
+            shapes[FINAL] = tuple(probe(torch.empty(2, 3, size, size, device="meta")).shape[1:])
     finally:
         for hook in hooks:
             hook.remove()

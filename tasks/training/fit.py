@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.environments import LightningEnvironment
 
 from tasks.data.datamodule import TaskDataModule
@@ -26,6 +26,7 @@ from tasks.training.distributed import per_device_batch, sync_batchnorm, through
 from tasks.training.module import ClassifierModule
 from tasks.training.resume import checkpoint_progress, last_checkpoint, resume_callbacks
 from tasks.training.setup import Machine, TrainPlan
+from tasks.training.progress import TransientProgressBar
 from tasks.training.speed import Compile, MemoryFormat, warn_precision
 from tasks.training.strategies import get_strategy
 
@@ -204,7 +205,7 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
         log_every_n_steps=1,
         deterministic="warn",
     )
-    progress = TQDMProgressBar(process_position=progress_position, leave=False)
+    progress = TransientProgressBar(progress_position)  # no "Epoch 4: 100%" / "Testing" lines left behind
     world = world_size(devices)
     distributed = world > 1
     throughput = throughput_callbacks(train_rows=len(datamodule.fold.train), batch_size=datamodule.batch_size, world=world,

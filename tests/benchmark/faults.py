@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import csv
 import os
+import shlex
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +111,45 @@ def cli_env(**extra) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
+
+
+@contextmanager
+def silent_listener(lifetime_s: float = 120.0) -> Iterator[int]:
+    """A loopback port whose listener accepts every connection and never answers (a stuck server, a wrong port).
+
+    A daemon thread holds the accepted sockets; it stops on leaving the block or after `lifetime_s`, whichever
+    comes first, so a test that fails half-way leaves nothing behind.
+    """
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        held, end = [], time.monotonic() + lifetime_s
+        while not stop.is_set() and time.monotonic() < end:
+            try:
+                held.append(server.accept()[0])
+            except (socket.timeout, OSError):
+                continue
+        for connection in held:
+            connection.close()
+        server.close()
+
+    thread = threading.Thread(target=serve, name="silent-listener", daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def fake_command(folder: Path, name: str, stderr: str, code: int = 1) -> Path:
+    """An executable `name` in `folder` that prints `stderr` and exits `code` (a cluster tool that fails)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(f"#!/bin/sh\necho {shlex.quote(stderr)} >&2\nexit {code}\n")
+    path.chmod(0o755)
+    return path

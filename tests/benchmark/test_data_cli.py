@@ -110,4 +110,6 @@ def test_audit_finds_the_breastmnist_train_test_copy(shared_data, capsys):
 def test_audit_of_clean_class_folders_exits_0(tmp_path, capsys):
     root = make_class_folders(tmp_path / "ds", {"a": 6, "b": 6})
     assert main(["audit", "class-folders", "--root", str(root), "--folds", "3"]) == 0
-    assert "near-duplicate pairs across splits: 0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "near-duplicate pairs across splits: 0" in out
+    assert "images on sides 0, 1, 2," in out and "np.str_" not in out  # plain values, not numpy reprs

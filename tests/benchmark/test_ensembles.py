@@ -103,7 +103,7 @@ def test_source_and_backbone_ensembles_are_scored_and_logged(tmp_path, mlflow_ur
 
 def test_seed_ensembles_on_an_official_split(tmp_path, mlflow_uri, shared_data):
     # Hicks et al.'s averaged models: the seeds of one row, on BreastMNIST's fixed test split.
-    path = write_suite(tmp_path, name="ens-seeds", target={"dataset": "medmnist", "path": "breastmnist/breastmnist.npz"},
+    path = write_suite(tmp_path, name="ens-seeds", target={"dataset": "medmnist", "path": "breastmnist/breastmnist.npz", "options": {"allow_duplicates": True}},
                        folds="official", seeds=[0, 1, 2], sources={"none": {"weights": "scratch"}},
                        strategies=["full", "ensemble-seeds"], hparams={"epochs": 1, "batch_size": 64})
     assert main(["benchmark", str(path), "--data-root", str(shared_data)]) == 0

@@ -100,9 +100,9 @@ def test_settings_options_are_not_identity():
 
 
 def test_a_strategy_is_called_with_exactly_its_hyperparameters():
-    for name, strategy in STRATEGIES.items():
-        if not strategy.trains:  # feature and combining strategies read their table in `fit` / the ensemble scorer
-            continue
+    trained = {name: s for name, s in STRATEGIES.items() if s.trains}  # feature and combining strategies have no callbacks
+    assert {"full", "linear", "layerwise"} <= set(trained)
+    for name, strategy in trained.items():
         params = inspect.signature(strategy.callbacks).parameters
         assert set(params) == set(strategy.params), name
     full = load_suite(SMOKE).cells[4]
@@ -143,3 +143,13 @@ def test_a_format_1_store_migrates_and_a_rerun_skips_every_cell(tmp_path, mlflow
     # A second migration finds nothing left to do.
     assert main(["migrate", "--tracking-uri", mlflow_uri]) == 0
     assert "migrated 0 finished cell(s)" in capsys.readouterr().out
+
+
+def test_allowing_a_releases_duplicates_is_recorded_but_not_identity(tmp_path):
+    from tests.benchmark.suites import write_suite
+
+    plain = load_suite(write_suite(tmp_path, name="dups"))
+    allowed = load_suite(write_suite(tmp_path, name="dups", target={"dataset": "gen-target",
+                                                                     "options": {"size": 32, "allow_duplicates": True}}))
+    assert [c.hash for c in plain.cells] == [c.hash for c in allowed.cells]
+    assert all(c.options.get("allow_duplicates") is True for c in allowed.finetune_cells)  # logged with the params

@@ -1,5 +1,6 @@
 """The report on a fabricated store (no training): verdicts on planted differences, sections, missing cells, HTML."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -47,10 +48,10 @@ def test_planted_difference_is_significant_and_the_equal_source_is_not(report):
         line = wins.loc[f"backbone=smallcnn, strategy=full, fraction={fraction}"]
         assert line["best"] == "better" and line["p_holm"] < 0.05 and line["verdict"] == "better is better than " + line["runner_up"]
         assert line["ci_low"] > 0
-        assert set(line["significantly_better_than"].split(", ")) == {"none", "equal"}
+        assert set(line["significantly_better_than"].split(", ")) == {"scratch", "equal"}  # the suite's `none` source reads `scratch`
         ties = report.comparisons
         tie = ties[(ties["family"] == "source") & (ties["test"] == "corrected t-test") & ties["a"].str.contains(f"@{fraction:g}" if fraction != 1 else "full$")
-                   & ties["a"].str.match("(none|equal)/") & ties["b"].str.match("(none|equal)/")]
+                   & ties["a"].str.match("(scratch|equal)/") & ties["b"].str.match("(scratch|equal)/")]
         assert len(tie) == 1 and tie.iloc[0]["p_holm"] > 0.05 and not tie.iloc[0]["significant"]
     assert "no significant difference" not in set(report.winners["verdict"])  # every group here has a real winner
 
@@ -68,7 +69,7 @@ def test_holm_runs_over_the_family(report):
 
 def test_leaderboard_counts_only_finished_cells_and_shows_chance_floors(report, store):
     board = report.leaderboard.set_index("row")
-    assert board.loc["none/smallcnn/full", "n"] == 4 and board.loc["none/smallcnn/full", "missing"] == 1
+    assert board.loc["scratch/smallcnn/full", "n"] == 4 and board.loc["scratch/smallcnn/full", "missing"] == 1
     assert board.loc["equal/smallcnn/full@0.5", "n"] == 4 and board.loc["equal/smallcnn/full@0.5", "missing"] == 1
     assert board.loc["better/smallcnn/full", "n"] == 5
     for metric in ("mcc", "f1", "rec", "prec", "auc", "acc_micro"):
@@ -110,7 +111,7 @@ def test_report_command_lists_failed_and_running_cells_as_missing(store, capsys)
     assert main(["report", str(store["path"]), "--tracking-uri", store["uri"], "--out", str(out_dir)]) == 0
     out = capsys.readouterr().out
     assert "28 of 30 fine-tuning cells finished" in out
-    assert re.search(r"missing: none/smallcnn/full fraction 1 fold 0 seed 0: FAILED: RuntimeError: CUDA out of memory", out)
+    assert re.search(r"missing: scratch/smallcnn/full fraction 1 fold 0 seed 0: FAILED: RuntimeError: CUDA out of memory", out)
     assert re.search(r"missing: equal/smallcnn/full fraction 0.5 fold 1 seed 0: RUNNING: left RUNNING", out)
     missing = pd.read_csv(out_dir / "missing.csv")
     assert sorted(missing["status"]) == ["FAILED", "RUNNING"]
@@ -137,8 +138,12 @@ def test_ui_link_opens_the_suites_runs_table(store, capsys):
 
     assert main(["report", str(store["path"]), "--tracking-uri", store["uri"], "--ui-link", "http://127.0.0.1:5000"]) == 0
     experiment = MlflowClient(store["uri"]).get_experiment_by_name("medtl-fab")
-    assert capsys.readouterr().out.strip() == f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+    # workflowType: MLflow 3.5+ opens every experiment in its GenAI view without it; the shared view shows MCC columns.
+    assert capsys.readouterr().out.strip() == (f"cells: http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+                                               "?workflowType=machine_learning&viewStateShareKey=medtl")
     assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
+    view = json.loads(experiment.tags["mlflow.sharedViewState.medtl"])
+    assert view["orderByKey"] == "metrics.`test/mcc`" and "metrics.`test/mcc`" in view["selectedColumns"]
 
 
 def test_html_renders_in_headless_chromium(report, tmp_path):

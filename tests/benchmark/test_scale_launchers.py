@@ -55,7 +55,7 @@ def test_launchers_are_registered():
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--launcher", "local", "--workers", "0"], ["--workers 0", "at least one worker", "Fix: --workers 2"]),
+    (["--launcher", "local", "--workers", "0"], ["--workers 0", "valid: >= 1", "Fix: --workers 2"]),
     (["--workers", "2"], ["--workers 2 applies to a launcher", "Fix: add --launcher local"]),
     (["--launcher", "pbs"], ["Unknown launcher 'pbs'", "Valid launchers: local, slurm"]),
 ])

@@ -13,6 +13,7 @@ from benchmark.report.statistics import (
     corrected_ttest,
     delong_test,
     delong_variance,
+    friedman_absent_reason,
     holm,
     mcnemar_test,
     mean_ci,
@@ -39,6 +40,25 @@ def test_mean_ci_is_the_t_interval():
     assert (s.low, s.high) == pytest.approx((low, high)) and s.n == 6
     one = mean_ci([0.5, np.nan])  # a missing value is dropped, not read as zero
     assert one.n == 1 and one.mean == 0.5 and np.isnan(one.std) and np.isnan(one.low)
+
+
+def test_mean_ci_clips_to_the_metrics_range_and_says_so():
+    x = np.array([0.99, 0.93, 1.0])  # the t-interval on 3 values runs to about 1.08
+    s, free = mean_ci(x, bounds=(-1.0, 1.0)), mean_ci(x)
+    assert free.high > 1 and s.high == 1.0 and s.low == pytest.approx(free.low) and s.clipped and not free.clipped
+    assert s.mean == pytest.approx(x.mean()) and s.std == pytest.approx(free.std)
+    low = mean_ci([-0.98, -0.9, -1.0], bounds=(-1.0, 1.0))
+    assert low.low == -1.0 and low.clipped
+    inside = mean_ci([0.4, 0.5, 0.6], bounds=(0.0, 1.0))
+    unbounded = mean_ci([0.4, 0.5, 0.6])
+    assert not inside.clipped and (inside.low, inside.high) == pytest.approx((unbounded.low, unbounded.high))
+
+
+def test_friedman_absence_is_explained():
+    assert friedman_absent_reason(3, 2) == ""
+    assert "at least 3 compared methods (this suite has 2" in friedman_absent_reason(2, 4)
+    assert "at least 2 settings" in friedman_absent_reason(4, 1)
+    assert np.isnan(average_ranks(pd.DataFrame({"a": [0.5, 0.6], "b": [0.4, 0.7]})).friedman_p)  # what the reason stands for
 
 
 def test_corrected_ttest_worked_example():
@@ -170,6 +190,8 @@ def test_chance_floor_scores_like_scikit_learn():
     predicted = DummyClassifier(strategy="stratified", random_state=0).fit(np.zeros((100, 1)), train).predict(np.zeros((50, 1)))
     assert strat["mcc"] == pytest.approx(matthews_corrcoef(test, predicted), abs=1e-6)
     assert abs(strat["mcc"]) < 0.3
+    draws = [chance_scores(train, test, 3, seed=s, strategies=("stratified",)) for s in range(5)]
+    assert all(set(d) == {"stratified"} for d in draws) and len({d["stratified"]["mcc"] for d in draws}) > 1  # seeds differ
 
 
 def test_average_ranks_friedman_and_critical_difference():

@@ -211,6 +211,9 @@ def test_pruner_stops_hopeless_trials_early(workdir, monkeypatch, pruner):
     assert all(t.user_attrs["epochs_trained"] < 3 for t in hopeless)
     runs = {int(r.data.tags["medtl.trial_number"]): r for r in _trial_runs(uri, row.suite, row.name)}
     assert all(runs[t.number].data.tags[STATE_TAG] == "PRUNED" for t in hopeless)
+    # MLflow shows a pruned trial's run as FINISHED (green): its name says pruned, a complete one's does not.
+    assert {runs[t.number].info.run_name for t in hopeless} == {f"{row.short} / trial {t.number} (pruned)" for t in hopeless}
+    assert runs[0].info.run_name == f"{row.short} / trial 0"
 
 
 @pytest.mark.slow

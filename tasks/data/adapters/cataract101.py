@@ -44,6 +44,7 @@ from tasks.data.errors import DataError
 from tasks.data.images import FileStore
 from tasks.data.index import Task, TaskMeta, make_index
 from tasks.data.registry import register_dataset
+from tracking import settings
 
 CSV_COLUMNS = {
     "videos.csv": ("VideoID", "Frames", "FPS"),
@@ -140,8 +141,9 @@ def decode_frames(video: Path, wanted: Iterable[int], expected_frames: int, out_
 def _cache_base(root: Path, cache_dir) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
-    if os.environ.get("MEDTL_CACHE"):
-        return Path(os.environ["MEDTL_CACHE"]) / "cataract101"
+    cache = settings.read("MEDTL_CACHE")
+    if cache is not None:
+        return cache / "cataract101"
     return root / ".medtl_frames"
 
 

@@ -8,7 +8,8 @@ Options: `csv=<file>` (default `<root>/labels.csv`; `--data-root` may also be th
 `classes` (a list or comma-separated string) fixing the class order; without it classes are sorted
 (numerically when every label is an integer, so "10" comes after "9"). `split` values must be
 train, val, test or empty. A row naming a missing file, an empty label or, when `classes` is
-given, a label not in it, is an error listing the first offending rows by line number.
+given, a label not in it, is an error listing the first offending rows by line number; so is a path
+listed twice, also when spelt differently (`img/x.jpg`, `./img/x.jpg`, `img//x.jpg` name one image).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 from tasks.data.cards import DatasetCard
 from tasks.data.errors import DataError
 from tasks.data.images import FileStore
-from tasks.data.index import Task, TaskMeta, make_index
+from tasks.data.index import Task, TaskMeta, item_path, make_index
 from tasks.data.registry import register_dataset
 
 SPLITS = {"", "train", "val", "test"}
@@ -108,11 +109,20 @@ def csv_table(root: Path | None, *, csv: str | None = None, classes=None) -> Tas
         unsplit = [(line, p) for line, p, s in zip(lines, frame["path"], splits) if s == ""]
         raise _offending(path, unsplit, "have an empty 'split' while other rows have one",
                          "give every row train, val or test, or delete the 'split' column to use k-fold splits")
-    repeated = frame["path"].duplicated(keep="first")
-    if repeated.any():
-        dupes = [(line, p) for line, p, r in zip(lines, frame["path"], repeated) if r]
+    # `img/x.jpg`, `./img/x.jpg` and `img//x.jpg` name one file: compare the paths as the index will hold them.
+    first_line: dict[str, tuple[int, str]] = {}
+    dupes = []
+    for line, p in zip(lines, frame["path"]):
+        key = item_path(p)
+        if key in first_line:
+            earlier, spelt = first_line[key]
+            dupes.append((line, f"{p} (the image of line {earlier}: {spelt})"))
+        else:
+            first_line[key] = (line, p)
+    if dupes:
         raise _offending(path, dupes, "repeat a path listed on an earlier line (it would count twice)",
-                         "list each image once; for several labels use a 'labels' column separated by ';'")
+                         "list each image once (delete the later row); for several labels use a 'labels' column "
+                         "separated by ';'")
     wanted = _parse_classes(classes)
     if wanted is not None:
         unknown = [(line, f"{p} -> {l!r}") for line, p, ls in zip(lines, frame["path"], per_row) for l in ls if l not in wanted]

@@ -11,64 +11,24 @@ first. Items are `<source>:<item of that source>` and resolve through `Composite
 split, so the union has none either (k-fold splits are made).
 
 Options: `parts` goes to `lapgyn4`; `fps`, `every_n`, `cache_dir` and `missing` go to `cataract101`.
+It is the `union` adapter's (`tasks/data/adapters/union.py`) combination of these two members, kept
+under its own name for its root defaults and its messages; the same task as
+
+    dataset: union
+    options: {members: [{dataset: lapgyn4, path: LapGyn4_v1.2}, {dataset: cataract101, path: cataract-101}]}
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
+from tasks.data.adapters.union import CompositeStore, union_tasks
 from tasks.data.cards import DatasetCard
 from tasks.data.errors import DataError
-from tasks.data.index import Task, TaskMeta
+from tasks.data.index import Task
 from tasks.data.registry import load_task, register_dataset
 
-SEPARATOR = ":"
-
-
-class CompositeStore:
-    """Images from several stores; an item `<prefix>:<rest>` is loaded as `<rest>` from store `<prefix>`."""
-
-    def __init__(self, stores: dict) -> None:
-        bad = [p for p in stores if SEPARATOR in p or not p]
-        if bad:
-            raise ValueError(f"store prefixes must be non-empty and free of {SEPARATOR!r}: {bad}")
-        self.stores = dict(stores)
-
-    def load(self, item) -> np.ndarray:
-        prefix, sep, rest = str(item).partition(SEPARATOR)
-        if not sep or prefix not in self.stores:
-            raise DataError(
-                f"item {item!r} does not start with one of the prefixes {sorted(self.stores)} followed by "
-                f"{SEPARATOR!r}; index items of a combined task must keep their source prefix."
-            )
-        return self.stores[prefix].load(rest)
-
-    def describe(self) -> str:
-        return "; ".join(f"{p}: {s.describe()}" for p, s in self.stores.items())
-
-
-def union_tasks(parts: dict[str, Task], name: str) -> Task:
-    """One single-label task from several, classes/items/groups prefixed with the dict key."""
-    names, frames = [], []
-    for prefix, task in parts.items():
-        if task.meta.kind == "multilabel":
-            raise DataError(f"{name}: {task.meta.name} is multilabel; only single-label tasks can be combined.")
-        index = task.index[["item", "label", "group", "split"]].copy()
-        index["item"] = [f"{prefix}{SEPARATOR}{i}" for i in index["item"]]
-        index["label"] = index["label"].to_numpy(dtype=np.int64) + len(names)
-        index["group"] = [f"{prefix}{SEPARATOR}{g}" for g in index["group"]]
-        frames.append(index)
-        names.extend(f"{prefix}{SEPARATOR}{c}" for c in task.meta.class_names)
-    index = pd.concat(frames, ignore_index=True)
-    if not all(t.has_official_split for t in parts.values()):
-        # A part without an official split would have every row dropped by the official-split fold
-        # (its rows are in none of train/val/test), so the union uses k-fold splits throughout.
-        index["split"] = ""
-    meta = TaskMeta(name, tuple(names), "binary" if len(names) == 2 else "multiclass")
-    return Task(meta, index, CompositeStore({p: t.images for p, t in parts.items()}))
+__all__ = ["CompositeStore", "lapgyn4_cataract101", "union_tasks"]  # the union's pieces, where they first lived
 
 
 @register_dataset("lapgyn4+cataract101", card=DatasetCard(

@@ -60,6 +60,20 @@ def _check_arrays(path: Path, data, splits: list[str]) -> None:
         if n_images != n_labels:
             raise DataError(f"{path}: '{split}_images' holds {n_images} images but '{split}_labels' {n_labels} labels; "
                             f"the labels would not match the images. Fix: {fix}.")
+        _check_pixels(path, f"{split}_images", data[f"{split}_images"], fix)
+
+
+def _check_pixels(path: Path, key: str, images: np.ndarray, fix: str) -> None:
+    """8-bit pixels only: float arrays (0..1 or 0..255) would otherwise fail per cell with numpy's words."""
+    if images.dtype == np.uint8:
+        return
+    kind = np.dtype(images.dtype).kind
+    span = f", values {images.min():.4g}..{images.max():.4g}" if kind in "fiub" and images.size else ""
+    unit = kind == "f" and images.size and float(images.max()) <= 1.0  # 0..1 floats: scale, do not truncate
+    convert = f"np.savez(FILE, ..., {key}=" + ("(x * 255).round().astype(np.uint8))" if unit else
+                                               "x.round().clip(0, 255).astype(np.uint8))")
+    raise DataError(f"{path}: array '{key}' holds {images.dtype} pixels{span}; MedMNIST images are 8-bit "
+                    f"(uint8, 0..255). Fix: {fix}, or convert the array: {convert}.")
 
 
 def _sources() -> dict[str, Source]:

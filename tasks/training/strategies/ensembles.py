@@ -5,6 +5,9 @@
   ensemble-sources    the survey's multi-source ensembles: every source of the suite, per
                       (backbone, strategy, fold, seed)
   ensemble-backbones  every backbone of the suite, per (source, strategy, fold, seed)
+  ensemble-folds      Hicks et al.'s "3-averaged" run: the k fold models of one (source, backbone,
+                      strategy, seed), averaged on the target's external test sets only (each fold
+                      model was tested on other in-domain rows, so there is no shared in-domain test)
 
 An ensemble trains nothing: the suite adds it after its members (cells of strategy `ensemble_of`,
 `full` by default), and the benchmark layer scores the averaged probabilities as a cell of its
@@ -16,7 +19,11 @@ from __future__ import annotations
 from tasks.training.hparams import HParam
 from tasks.training.strategies import CombiningStrategy, StrategyNotApplicable, add_strategy
 
-AXES = ("seeds", "sources", "backbones")
+AXES = ("seeds", "sources", "backbones", "folds")
+SUMMARIES = {
+    "folds": "average the predicted probabilities of the k fold models of each row and seed (members: cells of "
+             "strategy `ensemble_of`) on the target's external test sets (Hicks et al.'s 3-averaged run)",
+}
 
 
 def _params() -> dict[str, HParam]:
@@ -31,6 +38,6 @@ def _trains_nothing(backbone, hparams, *, image_size: int, kind: str | None = No
 for _axis in AXES:
     add_strategy(CombiningStrategy(
         name=f"ensemble-{_axis}",
-        summary=f"average the predicted probabilities of the suite's {_axis} (members: cells of strategy `ensemble_of`) "
-                "on each shared test fold",
+        summary=SUMMARIES.get(_axis, f"average the predicted probabilities of the suite's {_axis} (members: cells of "
+                              "strategy `ensemble_of`) on each shared test fold"),
         params=_params(), shared=(), axis=_axis, applies=_trains_nothing))

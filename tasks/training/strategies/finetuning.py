@@ -3,8 +3,13 @@
   full       every layer trains from the first epoch (fine-tuning, or from scratch with 'scratch' weights)
   linear     the backbone is frozen, BatchNorm statistics included; only the new head trains
              (a linear probe on "off-the-shelf" features)
-  layerwise  Sinha et al.: start with the backbone frozen, then unfreeze one layer group from the
-             top every `unfreeze_every` epochs, each at `lr * unfreeze_lr_factor`
+  layerwise  start with the backbone frozen, then unfreeze one layer group from the top every
+             `unfreeze_every` epochs, each at `lr * unfreeze_lr_factor`; groups stay unfrozen
+             (cumulative). Its first unfreezing is at epoch `unfreeze_every`, so a fit of
+             `unfreeze_every` epochs or fewer never leaves the head-only phase, and one of E epochs
+             reaches at most (E - 1) // unfreeze_every groups. Kept as it is: cells' hashes name it.
+  layerwise-sequential
+             Sinha et al. 2019's run 2, one layer group at a time (`tasks.training.strategies.sequential`).
 """
 
 from __future__ import annotations

@@ -187,4 +187,6 @@ LAYOUTS = {
     "lapgyn4+cataract101": _medical_source,
     "medico2018": _kvasir("medico2018"),
     "medmnist": _medmnist,
+    "union": lambda tmp: (None, {"members": [{"dataset": "gen-general", "options": {"per_class": 4}},
+                                             {"dataset": "gen-medical", "options": {"per_class": 4}}]}),
 }

@@ -142,3 +142,20 @@ def test_corrupt_file_in_a_dataset_fails_on_load_naming_it(tmp_path):
         task.images.load("esophagitis/esophagitis_1.jpg")
     _assert_reported(err, bad)
     assert task.images.load("esophagitis/esophagitis_0.jpg").mean() > 0
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1 / 255), (np.float64, 1.0), (np.int64, 1)])
+def test_npz_with_non_uint8_pixels_names_file_key_and_conversion(tmp_path, dtype, scale):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (4, 28, 28)).astype(dtype) * scale
+    labels = np.array([[0], [1], [0], [1]], dtype=np.uint8)
+    path = tmp_path / "breastmnist.npz"
+    np.savez(path, train_images=pixels.astype(np.uint8), train_labels=labels,
+             test_images=pixels.astype(dtype), test_labels=labels)
+    with pytest.raises(DataError) as err:
+        load_task("medmnist", path)
+    message = str(err.value)
+    assert str(path) in message and "'test_images'" in message  # the file and the key
+    assert np.dtype(dtype).name in message and "uint8" in message  # what is wrong
+    assert "Fix:" in message and "astype(np.uint8)" in message  # how to fix it
+    assert "'train_images'" not in message  # the good key is not blamed

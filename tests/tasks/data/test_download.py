@@ -8,14 +8,17 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import tarfile
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tasks.data.cards import RemoteFile, Source
+from tracking.settings import SettingError
 from tasks.data.download import ManualDownloadRequired, download, download_catalogue, download_dataset, safe_extract
 
 CATALOGUE = download_catalogue()
@@ -271,3 +274,74 @@ def test_unknown_dataset_lists_the_known_ones(tmp_path):
         download_dataset("no-such-set", tmp_path)
     with pytest.raises(DataError, match="flag="):
         download_dataset("medmnist", tmp_path)
+
+
+# --- services that never answer ---------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port whose listener accepts every connection and never sends a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted, stop = [], threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # kept open, never answered
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def test_a_host_that_never_answers_is_given_up_within_the_timeout(silent_port, tmp_path):
+    url = f"http://127.0.0.1:{silent_port}/data/file.bin"
+    start = time.monotonic()
+    with pytest.raises(DataError) as err:
+        download(url, tmp_path / "file.bin", timeout=2, backoff=0)
+    elapsed = time.monotonic() - start
+    assert 1.5 < elapsed < 4.0  # one 2 s timeout, not retried (was 6 x 60 s)
+    message = str(err.value)
+    assert url in message and "sent no answer in 2 s" in message  # the thing and the place
+    assert "Fix:" in message and "MEDTL_DOWNLOAD_TIMEOUT" in message and str(tmp_path / "file.bin") in message
+
+
+def test_the_default_timeout_comes_from_the_environment(silent_port, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDTL_DOWNLOAD_TIMEOUT", "1")
+    start = time.monotonic()
+    with pytest.raises(DataError, match="sent no answer in 1 s"):
+        download(f"http://127.0.0.1:{silent_port}/f.bin", tmp_path / "f.bin", backoff=0)
+    assert time.monotonic() - start < 2.0
+    monkeypatch.setenv("MEDTL_DOWNLOAD_TIMEOUT", "soon")
+    with pytest.raises(SettingError, match="MEDTL_DOWNLOAD_TIMEOUT='soon'.*Fix: export MEDTL_DOWNLOAD_TIMEOUT="):
+        download(f"http://127.0.0.1:{silent_port}/f.bin", tmp_path / "f.bin")
+
+
+def test_a_transfer_that_stops_moving_gives_up_after_twice_the_timeout(serve, tmp_path):
+    server = serve(cut_after=0, cuts=1000)  # answers, then closes before the first byte, forever
+    start = time.monotonic()
+    with pytest.raises(DataError, match="made no progress for") as err:
+        download(server.url, tmp_path / "file.bin", timeout=0.5, backoff=0.2, retries=1000)
+    assert time.monotonic() - start < 2 * 0.5 + 1.0  # bounded by time, not by the 1000 retries
+    assert server.url in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_a_refused_connection_is_reported_at_once_as_unreachable(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # released: nothing listens there
+    start = time.monotonic()
+    with pytest.raises(DataError, match=f"Cannot reach 127.0.0.1:{port} to download .*Fix:"):
+        download(f"http://127.0.0.1:{port}/f.bin", tmp_path / "f.bin", timeout=5, backoff=0)
+    assert time.monotonic() - start < 3.0  # one quick retry, not a 5 s timeout

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tasks.data import DataError, Task, TaskMeta, make_index
-from tasks.data.fractions import nested_subsets, subset_size
+from tasks.data.fractions import nested_subsets, subset_size, subset_spec
 from tasks.data.images import ArrayStore
 
 SIZES = [500, 300, 150, 45, 5]  # an imbalanced 5-class training set of 1000 images
@@ -81,3 +81,61 @@ def test_bad_specs(spec):
 
 def test_numpy_scalars_are_specs():
     assert subset_size(np.int64(657), 1000) == 657 and subset_size(np.float32(0.5), 1000) == 500
+
+
+# Counted fractions: a cell's `fraction` above 1 is a number of training images (Hicks et al.'s 657-image run).
+
+@pytest.mark.parametrize("value, spec", [(0.1, 0.1), (1, 1.0), (1.0, 1.0), (657, 657), (657.0, 657), (np.float64(2.0), 2)])
+def test_subset_spec_reads_a_cell_fraction(value, spec):
+    got = subset_spec(value)
+    assert got == spec and type(got) is type(spec)
+
+
+@pytest.mark.parametrize("value", [657.5, 1.5, 0, -3, "657", True])
+def test_subset_spec_refuses_what_is_neither_a_share_nor_a_count(value):
+    with pytest.raises(DataError, match="fraction"):
+        subset_spec(value)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_counts_are_exact_stratified_and_nested_with_fractions(seed):
+    labels = shuffled_labels(seed)
+    specs = [subset_spec(v) for v in (657.0, 300.0, 0.2, 0.9)]
+    subsets = nested_subsets(labels, None, specs, seed=seed)
+    assert len(subsets[657]) == 657 and len(subsets[300]) == 300
+    assert np.isin(subsets[300], subsets[657]).all() and np.isin(subsets[0.2], subsets[300]).all()
+    assert np.isin(subsets[657], subsets[0.9]).all()
+    # The same one order as the fractions (so counts nest with them): each class within 2 items of its
+    # share, the bound of that order (1 for ~98 % of sizes; the worst case, over 100 seeds x every size, is 2).
+    for n in (657, 300):
+        counts = np.bincount(labels[subsets[n]], minlength=len(SIZES))
+        assert np.abs(counts - n * np.asarray(SIZES) / sum(SIZES)).max() <= 2, counts
+
+
+def test_fractions_up_to_one_are_unchanged():
+    # Pinned before counted fractions existed: the first rows of seed 0's 10 % subset.
+    labels = shuffled_labels(0)
+    np.testing.assert_array_equal(nested_subsets(labels, None, [subset_spec(0.1)], seed=0)[0.1][:12],
+                                  [2, 9, 10, 32, 47, 78, 80, 101, 102, 116, 121, 128])
+
+
+def test_a_datamodule_takes_a_count_of_training_images():
+    from tasks.data import load_task
+    from tasks.data.datamodule import TaskDataModule
+
+    task = load_task("gen-target", None, scale=0.5, size=16)
+
+    def train_rows(fraction):
+        data = TaskDataModule(task, fold=0, k=3, seed=0, size=16, mean=(0.5,) * 3, std=(0.5,) * 3, batch_size=4,
+                              fraction=fraction)
+        data.setup()
+        return data.fold.train
+
+    everything = train_rows(1.0)
+    twenty, thirty = train_rows(20.0), train_rows(30)
+    assert len(twenty) == 20 and len(thirty) == 30 and np.isin(twenty, thirty).all() and np.isin(thirty, everything).all()
+    counts = np.bincount(task.labels[twenty], minlength=task.meta.num_classes)
+    shares = np.bincount(task.labels[everything], minlength=task.meta.num_classes) / len(everything)
+    assert np.abs(counts - 20 * shares).max() <= 2
+    with pytest.raises(DataError, match=rf"subset of 500 images asked for, but the training rows hold {len(everything)}"):
+        train_rows(500.0)

@@ -82,6 +82,67 @@ def test_vlad_dimension_power_and_l2_normalisation():
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
 
 
+def test_vlad_intra_normalisation_gives_unit_blocks_before_the_global_l2():
+    rng = np.random.default_rng(2)
+    maps = [rng.normal(size=(10, 6, 3, 3)).astype(np.float32)]
+    plain = VladEncoder(k=5).fit(maps, seed=0)
+    intra = VladEncoder(k=5, intra=True).fit(maps, seed=0)
+    np.testing.assert_array_equal(plain.kmeans.cluster_centers_, intra.kmeans.cluster_centers_)
+    vectors = intra.transform(maps)
+    blocks = np.linalg.norm(vectors.reshape(10, 5, 6), axis=2)
+    visited = blocks > 0
+    assert (~visited).any() and visited.sum(axis=1).min() >= 1  # 9 descriptors an image over 5 centres: some empty
+    # Every visited centre's block has the same norm, 1/sqrt(visited): unit blocks, then the global L2.
+    np.testing.assert_allclose(blocks[visited], np.repeat(1 / np.sqrt(visited.sum(axis=1)), visited.sum(axis=1)), rtol=1e-5)
+    # The same as normalising each block of the (power-normalised) reference by hand.
+    raw = _reference_vlad(maps, plain.kmeans.cluster_centers_, plain.kmeans.predict).reshape(10, 5, 6)
+    norms = np.linalg.norm(raw, axis=2, keepdims=True)
+    by_hand = (raw / np.where(norms > 0, norms, 1)).reshape(10, 30)
+    np.testing.assert_allclose(vectors, by_hand / np.linalg.norm(by_hand, axis=1, keepdims=True), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(vectors, plain.transform(maps))
+
+
+def test_vlad_power_one_turns_power_normalisation_off():
+    rng = np.random.default_rng(3)
+    maps = [rng.normal(size=(8, 6, 3, 3)).astype(np.float32)]
+    encoder = VladEncoder(k=4, power=1.0).fit(maps, seed=0)
+    raw = _reference_vlad(maps, encoder.kmeans.cluster_centers_, encoder.kmeans.predict, power=1.0)
+    np.testing.assert_allclose(encoder.transform(maps), raw, rtol=1e-4, atol=1e-5)
+
+
+def test_descriptor_pca_reduces_the_local_descriptors_before_kmeans():
+    rng = np.random.default_rng(4)
+    maps = [rng.normal(size=(12, 10, 3, 3)).astype(np.float32)]
+    encoder = VladEncoder(k=4, descriptor_pca_dim=3).fit(maps, seed=0)
+    assert encoder.descriptor_pca.n_components_ == 3 and encoder.kmeans.cluster_centers_.shape == (4, 3)
+    vectors = encoder.transform(maps)
+    assert vectors.shape == (12, 4 * 3)
+    # The reference VLAD of the projected descriptors (fed to it as 3-channel 1x1 maps, one position each).
+    descriptors, images = vlad_module.local_descriptors(maps)
+    projected = encoder.descriptor_pca.transform(descriptors).astype(np.float32)
+    expected = np.zeros((12, 4, 3))
+    nearest = encoder.kmeans.predict(projected)
+    np.add.at(expected, (images, nearest), projected - encoder.kmeans.cluster_centers_[nearest])
+    expected = (np.sign(expected) * np.abs(expected) ** 0.5).reshape(12, 12)
+    np.testing.assert_allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-4, atol=1e-5)
+    with pytest.warns(UserWarning, match="descriptor_pca_dim=50 exceeds the local descriptors' dimension 10"):
+        assert VladEncoder(k=4, descriptor_pca_dim=50).fit(maps, seed=0).descriptor_pca.n_components_ == 10
+
+
+def test_vlad_options_resolve_neutral_and_k_takes_the_papers_values():
+    from tasks.training.hparams import identity
+
+    strategy = get_strategy("vlad")
+    hp = strategy.resolve({})
+    assert (hp["vlad_power"], hp["vlad_intra"], hp["descriptor_pca_dim"]) == (0.5, False, 0)
+    assert identity(strategy.table, hp).keys() == hp.keys() - {"vlad_power", "vlad_intra", "descriptor_pca_dim"}
+    for k in (64, 256):
+        assert strategy.resolve({"vlad_k": k})["vlad_k"] == k
+    encoder = vlad_module._encoder(strategy.resolve({"vlad_k": 256, "vlad_intra": True, "descriptor_pca_dim": 64,
+                                                     "vlad_power": 1.0}))
+    assert (encoder.k, encoder.intra, encoder.descriptor_pca_dim, encoder.power) == (256, True, 64, 1.0)
+
+
 def test_pooled_encoder_l2_per_scale_then_mean_or_concat():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(5, 7)).astype(np.float32), 10 * rng.normal(size=(5, 7)).astype(np.float32)
@@ -317,3 +378,10 @@ def test_a_suite_of_svm_and_vlad_logs_test_metrics_to_mlflow(tmp_path, mlflow_ur
     assert len(list((tmp_path / ".medtl_cache" / "features").glob("*.npy"))) == 2
     assert set(outcome.leaderboard["strategy"]) == {"svm", "vlad"}
     assert features_module.default_cache_dir().resolve() == (tmp_path / ".medtl_cache" / "features").resolve()
+
+
+def test_a_backbone_whose_last_map_is_1x1_passes_the_feature_check():
+    # ResNet-18 at 32 px ends in a 1x1 map: a one-image shape probe in training mode made BatchNorm refuse it.
+    for name in ("svm", "knn", "fewshot"):
+        strategy = get_strategy(name)
+        strategy.check("resnet18", strategy.resolve({}), image_size=32)
