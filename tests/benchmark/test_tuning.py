@@ -242,7 +242,7 @@ def test_hparams_from_optuna_uses_the_best_trial_and_the_report_says_what_was_tu
     report = (workdir / "reports" / "tuned" / "report.md").read_text()
     line = next(p for p in report.splitlines() if p.startswith("Tuning"))
     assert "the test fold never entered tuning" in line
-    assert (f"none/smallcnn/full: 2 trials (2 complete, 0 pruned, 0 failed; budget 2) on storage sqlite:///{workdir}/optuna.db, "
+    assert (f"scratch/smallcnn/full: 2 trials (2 complete, 0 pruned, 0 failed; budget 2) on storage sqlite:///{workdir}/optuna.db, "
             f"trained on fold 0's training rows and scored on its validation rows; best trial {study.best_trial.number} ") in line
     assert "whose values 3 of its 3 finished cells use" in line
     assert "Tuning" in (workdir / "reports" / "tuned" / "report.html").read_text()
