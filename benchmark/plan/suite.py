@@ -40,6 +40,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   tune_budget   N: `medtl benchmark` tunes every compared study with N trials before its fine-tuning cells
   tune          {scope: nested|shared}: nested (default) tunes one study per (row, outer fold) on that fold's
                 training rows; shared tunes one per row on its first fold (optimistic; benchmark/plan/tuning.py)
+  transferability  false: skip LogME / H-score of every source x backbone before fine-tuning (default true;
+                benchmark/cell/transferability.py)
 
 Every key, its type and its default are in `benchmark.plan.schema.SuiteModel`, the one description
 of a suite: the file is read once, validated once into that model, checked against the registries
@@ -108,6 +110,11 @@ class Suite:
     def tune_scope(self) -> str:
         """nested: a study per (row, outer fold); shared: one per row (benchmark/plan/tuning.py)."""
         return _scope(self.model)
+
+    @property
+    def transferability(self) -> bool:
+        """Score every source x backbone before fine-tuning (benchmark/cell/transferability.py)."""
+        return self.model.transferability
 
     @property
     def finetune_cells(self) -> tuple[RunSpec, ...]:
