@@ -26,9 +26,13 @@ def is_medtl_experiment(name: str) -> bool:
     return name.startswith(f"{PREFIX}-")
 
 
-def study_name(suite: str, task: str, backbone: str, source: str, strategy: str, fold: int | None = None) -> str:
-    """The Optuna study of one compared row (and, with nested tuning, of one outer fold of it)."""
+def study_name(suite: str, task: str, backbone: str, source: str, strategy: str, fold: int | None = None,
+               seed: int | None = None) -> str:
+    """The Optuna study of one compared row (and, with nested tuning, of one outer fold of it: the fold of the
+    k-fold split that `seed` draws, `<row>.seed<s>.fold<f>`)."""
     base = f"{suite}.{task}.{backbone}.{source}.{strategy}"
+    if seed is not None:
+        base = f"{base}.seed{seed}"
     return base if fold is None else f"{base}.fold{fold}"
 
 
@@ -65,6 +69,8 @@ RESUMED_TAG = "medtl.resumed_from_epoch"  # a cell continued from its last epoch
 REPEATS_LOOKS_TAG = "medtl.repeats.looks"  # looks a `repeats` suite's sequential design analysed (benchmark/run/repeats.py)
 REPEATS_DECIDED_TAG = "medtl.repeats.decided"  # "true" when its top rows' comparison crossed the boundary
 AUDIT_TAG = "medtl.audit"  # a suite run's leakage audit: "<pairs> near-duplicate pairs" (benchmark/run/audit.py)
+RESUMED_RUN_TAG = "medtl.resumed_from_run"  # the killed run (of the same cell) whose checkpoint a resumed cell continued
+TUNE_SCOPE_TAG = "medtl.tune_scope"  # a tuned cell's study: nested (its outer fold's) | shared (optimistic) | official
 
 
 def effective_tag(setting: str) -> str:

@@ -13,7 +13,7 @@ import json
 import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from backbones import create_backbone
 from benchmark.cell.ensemble import run_ensemble
 from benchmark.cell.evaluation import log_evaluation
+from benchmark.cell.resume import ResumeFolder
 from benchmark.plan.spec import RunSpec
 from benchmark.cell.weights import MlflowWeights, provenance
 from pretrain import pretrain_backbone
@@ -141,6 +142,11 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun, hooks: CellHooks = C
     log_json(ctx.client, run.run_id, spec.to_dict(), "spec.json")
     ctx.client.log_param(run.run_id, "provenance", provenance(spec.backbone, spec.weights, ctx.finished))
     plan, machine = plan_for(spec, hooks.hp), machine_for(spec, ctx)
+    # A cell (not a trial: Optuna fails a dead trial) checkpoints every epoch; a killed one resumes (benchmark.cell.resume).
+    resume = ResumeFolder.of(spec, ctx.cache_dir) if hooks.test and get_strategy(spec.strategy).trains else None
+    previous = resume.start(run) if resume is not None else None
+    if resume is not None:
+        machine = replace(machine, resume_dir=resume.path)
     logger = CellLogger(run.run_id, ctx.tracking_uri) if hooks.epoch_logger else None
     options = dict(logger=logger, callbacks=list(hooks.callbacks))
     if spec.stage == "pretrain":
@@ -156,6 +162,8 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun, hooks: CellHooks = C
                 ctx.client.log_artifact(run.run_id, str(keep), "checkpoints")
     # What training really ran in (bf16 on an emulating CPU runs as asked, with a warning: tasks.training.speed).
     run.set_tags({effective_tag(k): str(v) for k, v in result.extra.items() if k in MACHINE_SETTINGS})
+    if resume is not None:
+        resume.record(ctx.client, run, result.extra, previous)
     metrics = dict(result.metrics)
     if not hooks.test:
         return metrics
@@ -163,4 +171,6 @@ def run_cell(spec: RunSpec, ctx: CellContext, run: CellRun, hooks: CellHooks = C
     # test/* of the fit went to the run through Lightning's logger already; the evaluation's are new.
     run.log_metrics({**{k: v for k, v in metrics.items() if not k.startswith("test/")}, **evaluation})
     metrics.update(evaluation)
+    if resume is not None:
+        resume.clean()  # the run holds everything now; a kill before this resumes at the last epoch and tests again
     return metrics

@@ -185,6 +185,10 @@ class Repeats(_Strict):
     max_seeds: Annotated[int, Field(ge=2)]  # seeds in all, the suite's own included; one round adds one
 
 
+class Tune(_Strict):
+    scope: Literal["nested", "shared"] = "nested"  # a study per (row, outer fold), or one per row (optimistic)
+
+
 class SuiteModel(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str | None = None
@@ -207,6 +211,7 @@ class SuiteModel(_Strict):
     hparams_from: Literal["optuna"] | None = None  # each row's cells take its study's best trial (benchmark/tune/study.py)
     tune_budget: Annotated[int, Field(ge=1)] | None = None  # trials per row, tuned before the fine-tuning cells
     repeats: Repeats | None = None  # seeds added in rounds until decided (benchmark/run/repeats.py)
+    tune: Tune | None = None  # which study a tuned cell uses (benchmark/plan/tuning.py)
     transferability: bool = True  # LogME / H-score per source x backbone before fine-tuning (benchmark/cell/transferability.py)
 
     @model_validator(mode="after")

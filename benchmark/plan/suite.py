@@ -40,6 +40,9 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
   repeats       {until: decided, max_seeds: N}: add seeds in rounds until the top rows' comparison is decided
                 (group-sequential; benchmark/run/repeats.py, benchmark/report/sequential.py)
+  tune_budget   N: `medtl benchmark` tunes every compared study with N trials before its fine-tuning cells
+  tune          {scope: nested|shared}: nested (default) tunes one study per (row, outer fold) on that fold's
+                training rows; shared tunes one per row on its first fold (optimistic; benchmark/plan/tuning.py)
   transferability  false: skip LogME / H-score of every source x backbone before fine-tuning (default true;
                 benchmark/cell/transferability.py)
 
@@ -54,6 +57,7 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -62,6 +66,7 @@ from benchmark.plan.checks import CHAIN, check_suite
 from benchmark.plan.ensembles import expand_ensembles
 from benchmark.plan.schema import ExtraTrain, Folds, SuiteError, SuiteModel, UniqueKeyLoader, parse_suite
 from benchmark.plan.spec import RunSpec
+from benchmark.plan.tuning import DEFAULT_SCOPE, cell_study
 
 __all__ = ["Suite", "SuiteError", "load_suite", "expand", "read_suite"]
 
@@ -108,6 +113,11 @@ class Suite:
     def repeats(self) -> dict | None:
         """{until, max_seeds}: seeds added in rounds (benchmark/plan/repeats.py); None for a fixed design."""
         return self.model.repeats.model_dump() if self.model.repeats else None
+
+    @property
+    def tune_scope(self) -> str:
+        """nested: a study per (row, outer fold); shared: one per row (benchmark/plan/tuning.py)."""
+        return _scope(self.model)
 
     @property
     def transferability(self) -> bool:
@@ -191,17 +201,21 @@ def _image_size(value: Any, backbone: str, path: Path) -> int:
     return size
 
 
-def _tuned(suite: SuiteModel, backbone: str, source: str, strategy: str, path: Path) -> dict | None:
-    """With `hparams_from: optuna`, the row's best trial params (benchmark/tune/study.py); else None."""
+def _scope(suite: SuiteModel) -> str:
+    return suite.tune.scope if suite.tune is not None else DEFAULT_SCOPE
+
+
+def _tuned(suite: SuiteModel, cell, path: Path) -> dict | None:
+    """With `hparams_from: optuna`, the best trial params of `cell`'s study (benchmark/plan/tuning.py: nested, its
+    outer fold's); else None. `cell`: the cell's row and fold fields (task, backbone, source, strategy, folds, seed, fold)."""
     if suite.hparams_from != "optuna":
         return None
     from tasks.training import get_strategy
-    from tracking.naming import study_name
     from tracking.studies import best_params, storage_url
 
-    if not get_strategy(strategy).tunable:
+    if not get_strategy(cell.strategy).tunable:
         return None
-    name = study_name(suite.name, suite.target.dataset, backbone, source, strategy)
+    name = cell_study(suite.name, _scope(suite), cell)
     best = best_params(name)
     if best is None and not suite.tune_budget:
         raise SuiteError(f"{path}: hparams_from: optuna, but study {name!r} in {storage_url()} has no COMPLETE trial. "
@@ -285,18 +299,19 @@ def expand(suite: SuiteModel, path: Path) -> list[RunSpec]:
         for source, weights in source_weights.items():
             for name in trained:
                 strategy = get_strategy(name)
-                tuned = _tuned(suite, backbone, source, name, path)
                 for variant, values in grid_rows(suite.grid, strategy.table):
-                    hparams = strategy.resolve(suite.hparams, tuned, values)
-                    # A strategy that cannot apply (VLAD on a backbone without a spatial tap) fails here, before any cell.
-                    strategy.check(backbone, hparams, image_size=common["image_size"])
-                    finetune_cells += [
-                        RunSpec.build(
+                    for seed, fraction, fold in itertools.product(suite.seeds, suite.fractions, fold_ids):
+                        # Tuned values come from the cell's study: nested, its own outer fold's (benchmark/plan/tuning.py).
+                        tuned = _tuned(suite, SimpleNamespace(task=target.dataset, backbone=backbone, source=source,
+                                                              strategy=name, folds=k, seed=seed, fold=fold), path)
+                        hparams = strategy.resolve(suite.hparams, tuned, values)
+                        # A strategy that cannot apply (VLAD on a backbone without a spatial tap) fails here, before any cell.
+                        strategy.check(backbone, hparams, image_size=common["image_size"])
+                        finetune_cells.append(RunSpec.build(
                             stage="finetune", task=target.dataset, task_options=target_options, data_path=target.path,
                             fold=fold, folds=k, seed=seed, backbone=backbone, weights=weights, source=source,
                             strategy=name, hparams=hparams, fraction=fraction, extra_train=extra_train, external=external,
-                            positive_class=target.positive_class or "", variant=variant, **common)
-                        for seed in suite.seeds for fraction in suite.fractions for fold in fold_ids]
+                            positive_class=target.positive_class or "", variant=variant, **common))
     return pretrain_cells + finetune_cells + expand_ensembles(finetune_cells, suite.strategies, suite.hparams)
 
 

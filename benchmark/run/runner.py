@@ -19,6 +19,7 @@ from benchmark.cell.transferability import suite_transferability
 from benchmark.report.leaderboard import cell_results, leaderboard, to_markdown, write_report
 from benchmark.plan.spec import FORMAT, RunSpec
 from benchmark.plan.suite import Suite, load_suite
+from benchmark.plan.tuning import scope_tags
 from benchmark.run.signals import stop_on_signals
 from tracking import CellRun, ensure_experiment, environment_tags, finished_runs_by_hash, flatten, log_text, runs_frame, start_run, tracking_uri
 from tracking.claims import Claims
@@ -55,6 +56,7 @@ def cell_tags(spec: RunSpec, suite: Suite) -> dict[str, str]:
         SUITE_TAG: suite.name,
         STAGE_TAG: spec.stage,
         SOURCE_TAG: spec.source,
+        **scope_tags(suite, spec),  # medtl.tune_scope of a tuned cell: nested | shared (optimistic) | official
         **environment_tags(),
     }
 

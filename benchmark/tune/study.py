@@ -6,13 +6,17 @@
     medtl tune SUITE --storage optuna-journal.log --workers 2              # a journal file (no "://": a path)
     optuna-dashboard sqlite:///optuna.db                                   # browse the studies (same storage argument)
 
-One study per row (task, backbone, source, strategy), named `<suite>.<task>.<backbone>.<source>.<strategy>`.
-A trial trains the row's first cell (its fold, seed and fraction) with values drawn from the search
-spaces of the strategy's hyperparameter table (`HParam.space`, shared and per-strategy entries) and is
-scored by the best per-epoch `val/mcc` (the model-selection metric) on that fold's validation rows;
-the trial is a cell without its test pass (benchmark/tune/trial.py), so the outer test fold never
-enters tuning. (The study tunes on one
-outer fold: its test rows are held out, but the other folds' test rows are among its training rows.)
+Nested (the default, suite key `tune.scope`, benchmark/plan/tuning.py): a k-fold suite has one study per
+row (task, backbone, source, strategy) and outer fold (seed, fold), named
+`<suite>.<task>.<backbone>.<source>.<strategy>.seed<s>.fold<f>`; its trials train that fold's first cell
+(first fraction) and only its training rows, and its best values go to that fold's cells. `tune.scope:
+shared` (and an official split) has one study per row, `<suite>.<task>.<backbone>.<source>.<strategy>`,
+training the row's first cell; with k-fold every fold's cell then uses values chosen on a fold whose
+training rows include their test rows (optimistic: cells carry tag medtl.tune_scope = shared).
+A trial draws values from the search spaces of the strategy's hyperparameter table (`HParam.space`,
+shared and per-strategy entries) and is scored by the best per-epoch `val/mcc` (the model-selection
+metric) on the validation rows carved from its fold's training rows; the trial is a cell without its
+test pass (benchmark/tune/trial.py), so its fold's test rows never enter tuning.
 
 Budget (`benchmark.tune.storage`): `n_trials` is the study's total. A worker takes a trial only while COMPLETE + PRUNED + RUNNING
 trials are fewer than the budget, under a lock (`budget_lock`): a file beside a local storage (sqlite,
@@ -46,8 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tracking.naming import BACKBONE_TAG, BEST_TRIAL_TAG, BEST_VALUE_TAG, CELL_TAG, ERROR_TAG, FOLD_TAG, FRACTION_TAG, SOURCE_TAG, STAGE_TAG, STORAGE_TAG, STRATEGY_TAG, STUDY_TAG, TASK_TAG, TRIALS_TAG, TUNE_BUDGET_TAG, tuning_experiment
-from tracking.naming import study_name
+from tracking.naming import BACKBONE_TAG, BEST_TRIAL_TAG, BEST_VALUE_TAG, CELL_TAG, ERROR_TAG, FOLD_TAG, FRACTION_TAG, SOURCE_TAG, STAGE_TAG, STORAGE_TAG, STRATEGY_TAG, STUDY_TAG, TASK_TAG, TRIALS_TAG, TUNE_BUDGET_TAG, TUNE_SCOPE_TAG, tuning_experiment
+
+from benchmark.plan.tuning import cell_study, effective_scope
 
 from tasks.training import get_strategy
 from tracking.studies import DEFAULT_STORAGE, open_storage, shown_url
@@ -73,6 +78,9 @@ class StudyRow:
     # DataLoader workers: trials run on the machine the row's cells run on (benchmark.cell.route.machine_for).
     throughput: tuple = ()
     num_workers: int | str = "auto"
+    # The suite's tune.scope (benchmark/plan/tuning.py): nested, a study per outer fold (`spec` is that fold's first
+    # cell); shared, one per row (`spec` is the row's first cell).
+    scope: str = "shared"
 
     @property
     def short(self) -> str:
@@ -81,15 +89,17 @@ class StudyRow:
 
     @property
     def name(self) -> str:
-        s = self.spec
-        return study_name(self.suite, s.task, s.backbone, s.source, s.strategy)
+        return cell_study(self.suite, self.scope, self.spec)
 
 
 def study_rows(suite) -> list[StudyRow]:
+    """The studies of a suite, each with the cell its trials train: one per tunable row, or with `tune.scope: nested`
+    one per (row, outer fold) of a k-fold suite. Every study gets the same budget, so every row gets the same trials."""
     rows: dict[str, StudyRow] = {}
     for spec in suite.finetune_cells:
         if get_strategy(spec.strategy).tunable:
-            row = StudyRow(suite.name, spec, tuple(sorted(suite.throughput.items())), suite.num_workers)
+            row = StudyRow(suite.name, spec, tuple(sorted(suite.throughput.items())), suite.num_workers,
+                           getattr(suite, "tune_scope", "shared"))
             rows.setdefault(row.name, row)
     return list(rows.values())
 
@@ -183,7 +193,8 @@ def tune_row(row: StudyRow, settings: TuneSettings, echo=print):
     # What the suite's report says about the row (benchmark/report/document.py, "Tuning"), without opening the storage.
     for key, value in {TUNE_BUDGET_TAG: settings.n_trials, STORAGE_TAG: shown_url(settings.storage), TASK_TAG: spec.task,
                        BACKBONE_TAG: spec.backbone, SOURCE_TAG: spec.source, STRATEGY_TAG: spec.strategy,
-                       FRACTION_TAG: spec.fraction, FOLD_TAG: spec.fold, CELL_TAG: spec.label}.items():
+                       FRACTION_TAG: spec.fraction, FOLD_TAG: spec.fold, CELL_TAG: spec.label,
+                       TUNE_SCOPE_TAG: effective_scope(row.scope, spec.folds)}.items():
         client.set_tag(parent_id, key, str(value))
     args = (row, settings, parent_id, experiment_id)
     try:
@@ -373,7 +384,10 @@ def tune_suite(suite, settings: TuneSettings, echo=print) -> list:
     from tracking.store import open_store, ui_hint
 
     rows, untuned = study_rows(suite), untuned_rows(suite)
-    echo(f"Tuning {len(rows)} of {len(rows) + len(untuned)} row(s) of suite {suite.name} with {settings.n_trials} trials each "
+    tuned = len({r.short for r in rows})
+    scope = effective_scope(getattr(suite, "tune_scope", "shared"), rows[0].spec.folds) if rows else "shared"
+    echo(f"Tuning {tuned} of {tuned + len(untuned)} row(s) of suite {suite.name} in {len(rows)} stud{'y' if len(rows) == 1 else 'ies'} "
+         f"({scope}: {'one per row and outer fold' if scope == 'nested' else 'one per row'}) with {settings.n_trials} trials each "
          f"(storage {shown_url(settings.storage)}, {settings.workers} worker(s), pruner {settings.pruner}).")
     for row, why in untuned.items():
         echo(f"  not tuned: {row}: {why}")

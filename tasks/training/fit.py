@@ -24,6 +24,7 @@ from tasks.data.device_pipeline import loader_workers, resolve_pipeline
 from tasks.data.index import Task
 from tasks.training.distributed import per_device_batch, sync_batchnorm, throughput_callbacks, world_size
 from tasks.training.module import ClassifierModule
+from tasks.training.resume import checkpoint_progress, last_checkpoint, resume_callbacks
 from tasks.training.setup import Machine, TrainPlan
 from tasks.training.progress import TransientProgressBar
 from tasks.training.speed import Compile, MemoryFormat, warn_precision
@@ -95,6 +96,10 @@ def train_and_test(task: Task, backbone, plan: TrainPlan, machine: Machine = Mac
     in whole batches on the training device (auto: device when the store fits, on CPUs too).
 
     `machine.compile` runs the training steps through `torch.compile` (`tasks.training.speed.Compile`).
+
+    `machine.resume_dir` makes the fit resumable: a full checkpoint and the random state at every epoch end, and
+    a fit that finds `last.ckpt` there continues from it (`tasks.training.resume`); `result.extra` then holds
+    `resumed_from_epoch` and `resumed_from_step`. The selected epoch's checkpoint lives there too, so it survives.
     """
     fold, k, seed, hp, size, fraction = plan.fold, plan.k, plan.seed, plan.hp, plan.size, plan.fraction
     accelerator, devices = machine.accelerator, machine.devices
@@ -155,13 +160,16 @@ def train_and_test(task: Task, backbone, plan: TrainPlan, machine: Machine = Mac
         warnings.warn(f"{task.meta.name}: no validation rows to select an epoch by {select}; testing the last epoch "
                       "(the training set is too small to carve validation rows from).", stacklevel=2)
         select = "last"
-    # Checkpoints of the selected epoch live in a temporary folder, gone after the test.
+    # Checkpoints of the selected epoch live in a temporary folder, gone after the test; a resumable fit keeps them
+    # beside its epoch checkpoint (the resumed fit's selection callback finds its best epoch there).
     layout = MemoryFormat(machine.memory_format)
     precision = warn_precision(machine.precision, accelerator)
-    with tempfile.TemporaryDirectory(prefix="medtl-ckpt-") as folder:
-        result = _fit_and_test(module, datamodule, strategy, hp, selection_callbacks(select, patience, Path(folder)),
+    resume = Path(machine.resume_dir) if machine.resume_dir is not None else None
+    with tempfile.TemporaryDirectory(prefix="medtl-ckpt-") as scratch:
+        folder = resume / "selected" if resume is not None else Path(scratch)
+        result = _fit_and_test(module, datamodule, strategy, hp, selection_callbacks(select, patience, folder),
                                logger=logger, accelerator=accelerator, devices=devices, precision=precision,
-                               progress_position=machine.progress_position, test=test,
+                               progress_position=machine.progress_position, test=test, resume=resume,
                                callbacks=[layout, Compile(machine.compile), *(callbacks or [])])
         result.extra.update({"precision": precision, "memory_format": layout.resolved or "contiguous",
                              "pipeline": pipeline, "compile": machine.compile, "devices": world_size(devices)})
@@ -185,14 +193,14 @@ def _fit_frozen(strategy, task, backbone, datamodule, hp, *, size, seed, acceler
 
 
 def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accelerator, devices, precision,
-                  progress_position, callbacks, test: bool = True) -> TrainResult:
+                  progress_position, callbacks, test: bool = True, resume: Path | None = None) -> TrainResult:
     common = dict(
         accelerator=accelerator,
         precision=precision,
         logger=logger if logger is not None else False,
-        # Only the selection callback checkpoints (into a temporary folder); cells export what they
-        # need explicitly (pretrain checkpoints).
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in selection),
+        # Only the selection callback (into a temporary folder) and a resumable fit's epoch checkpoint write
+        # checkpoints; cells export what they need explicitly (pretrain checkpoints).
+        enable_checkpointing=resume is not None or any(isinstance(c, ModelCheckpoint) for c in selection),
         enable_model_summary=False,
         log_every_n_steps=1,
         deterministic="warn",
@@ -214,12 +222,16 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
         # The spawned ranks live on this machine: inside a SLURM job Lightning would otherwise take the
         # job's task count (one task per cell, `medtl benchmark --launcher slurm`) as the world size.
         plugins=[LightningEnvironment()] if distributed else None,
-        callbacks=[*strategy.build_callbacks(hp), *selection, progress, *throughput, *(callbacks or [])],
+        callbacks=[*strategy.build_callbacks(hp), *selection, progress, *throughput, *(callbacks or []),
+                   *(resume_callbacks(resume) if resume is not None else [])],
         num_sanity_val_steps=0,
         **common,
     )
+    # A killed fit of this cell left its last epoch: continue from there (tasks.training.resume).
+    last = last_checkpoint(resume)
+    resumed_from = checkpoint_progress(last) if last is not None else None
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=False)
     fit_seconds = time.perf_counter() - start
     epochs_trained = trainer.current_epoch
     checkpoint = next((c for c in selection if isinstance(c, ModelCheckpoint)), None)
@@ -227,7 +239,8 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
     selected = int(Path(best).stem) if best else epochs_trained - 1
     if not test:  # a trial: the fit is all it gets (no test row is read)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.startswith("test/")}
-        return TrainResult(module, datamodule, metrics, fit_seconds, 0.0, selected, epochs_trained)
+        return TrainResult(module, datamodule, metrics, fit_seconds, 0.0, selected, epochs_trained,
+                           extra=_resumed(resumed_from))
     if distributed:
         # Test in this process on one device, so every prediction lands in `module.test_outputs`
         # (a DistributedSampler would give each rank a share of the test set).
@@ -238,4 +251,11 @@ def _fit_and_test(module, datamodule, strategy, hp, selection, *, logger, accele
     results = trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=best or None, weights_only=True)
     test_seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    return TrainResult(module, datamodule, metrics, fit_seconds, test_seconds, selected, epochs_trained)
+    return TrainResult(module, datamodule, metrics, fit_seconds, test_seconds, selected, epochs_trained,
+                       extra=_resumed(resumed_from))
+
+
+def _resumed(progress: tuple[int, int] | None) -> dict:
+    """For a resumed fit, `result.extra` entries `resumed_from_epoch` (the epoch it continued at: the epochs done
+    before the kill) and `resumed_from_step` (the optimizer steps done, the logger's step at the checkpoint)."""
+    return {} if progress is None else {"resumed_from_epoch": progress[0], "resumed_from_step": progress[1]}

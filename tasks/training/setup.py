@@ -41,5 +41,7 @@ class Machine:
     compile: bool = False  # torch.compile the training steps (tasks.training.speed.Compile)
     progress_position: int = 0  # where Lightning's bars go under a suite's own bar
     feature_cache: Path | None = None  # frozen-feature strategies' cache (default tasks.training.features)
-    # A folder for epoch-end checkpoints a killed fit resumes from (None: no resume checkpoints).
+    # A folder for epoch-end checkpoints a killed fit resumes from (None: no resume checkpoints). A fit with one
+    # resumes from `<resume_dir>/last.ckpt` when present (tasks.training.resume); the caller removes the folder once
+    # the cell is recorded (benchmark.cell.resume).
     resume_dir: Path | None = None

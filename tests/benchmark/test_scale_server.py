@@ -91,7 +91,7 @@ def test_a_suite_and_a_study_on_the_team_server_are_visible_through_its_rest_api
     url, storage, artifacts = tracking_server
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    path = write_suite(tmp_path, name="srv", **TINY)
+    path = write_suite(tmp_path, name="srv", **TINY, tune={"scope": "shared"})  # one study for the row
     assert main(["benchmark", str(path), "--tracking-uri", url, "--accelerator", "cpu"]) == 0
     # Two Optuna workers on one PostgreSQL storage share the study's budget of 2 trials.
     assert main(["tune", str(path), "--n-trials", "2", "--workers", "2", "--storage", storage, "--tracking-uri", url]) == 0

@@ -185,7 +185,9 @@ def test_pruner_stops_hopeless_trials_early(workdir, monkeypatch, pruner):
 
     task = _label_coded_task()
     monkeypatch.setattr("benchmark.cell.route.load_cell_task", lambda spec, root, cache=None: task)
-    row = study_rows(load_suite(_suite(workdir, name="tunehb" if pruner == "hyperband" else "tunetest", epochs=3)))[0]
+    # One study per row (shared): the Hyperband bracket arithmetic below depends on the study's name.
+    row = study_rows(load_suite(_suite(workdir, name="tunehb" if pruner == "hyperband" else "tunetest", epochs=3,
+                                       extra="tune:\n  scope: shared\n")))[0]
     storage, uri = f"sqlite:///{workdir}/optuna.db", f"sqlite:///{workdir}/mlruns.db"
     if pruner == "hyperband":
         # Hyperband over 3 epochs (max_resource = epochs, eta 3) has 2 brackets with budgets 3 and 2; Optuna puts trial n
@@ -218,7 +220,8 @@ def test_pruner_stops_hopeless_trials_early(workdir, monkeypatch, pruner):
 def test_hparams_from_optuna_uses_the_best_trial_and_the_report_says_what_was_tuned(workdir):
     from benchmark.run.runner import run_suite
 
-    path = _suite(workdir, name="tuned", extra="hparams_from: optuna\ntune_budget: 2\n")
+    # tune.scope shared: one study for the row, used by all 3 folds (nested tuning: the test below this one).
+    path = _suite(workdir, name="tuned", extra="hparams_from: optuna\ntune_budget: 2\ntune:\n  scope: shared\n")
     uri = f"sqlite:///{workdir}/mlruns.db"
     outcome = run_suite(path, uri=uri, accelerator="cpu", echo=lambda *a: None)
     assert outcome.exit_code == 0
@@ -234,11 +237,12 @@ def test_hparams_from_optuna_uses_the_best_trial_and_the_report_says_what_was_tu
     for run in cells:
         for name, value in best.items():
             assert run.data.params[f"hparams.{name}"] == str(value), name
+        assert run.data.tags["medtl.tune_scope"] == "shared"  # what the report labels optimistic
     # The suite's report (written at the end of the run) says which row was tuned, how, and that no test row was used.
     report = (workdir / "reports" / "tuned" / "report.md").read_text()
     line = next(p for p in report.splitlines() if p.startswith("Tuning"))
     assert "the test fold never entered tuning" in line
-    assert (f"none/smallcnn/full: 2 trials (2 complete, 0 pruned, 0 failed; budget 2) on storage sqlite:///{workdir}/optuna.db, "
+    assert (f"scratch/smallcnn/full: 2 trials (2 complete, 0 pruned, 0 failed; budget 2) on storage sqlite:///{workdir}/optuna.db, "
             f"trained on fold 0's training rows and scored on its validation rows; best trial {study.best_trial.number} ") in line
     assert "whose values 3 of its 3 finished cells use" in line
     assert "Tuning" in (workdir / "reports" / "tuned" / "report.html").read_text()
@@ -265,7 +269,7 @@ def test_sigkill_mid_trial_then_rerun_completes_the_budget(workdir):
     import time
     from pathlib import Path
 
-    path = _suite(workdir, name="killed", epochs=2)
+    path = _suite(workdir, name="killed", epochs=2, extra="tune:\n  scope: shared\n")  # one study: the rerun completes only it
     storage, uri = workdir / "optuna-journal.log", f"sqlite:///{workdir}/mlruns.db"
     command = [sys.executable, "-m", "benchmark.cli", "tune", str(path), "--n-trials", "3", "--storage", str(storage),
                "--tracking-uri", uri, "--pruner", "none"]
