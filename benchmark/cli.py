@@ -25,8 +25,9 @@ UI_BASE_URL = "http://127.0.0.1:5000"  # tracking.store.UI_BASE_URL, without imp
 
 
 def list_suites() -> list[str]:
-    """The built-in suites' names (benchmark/suites/*.yaml): what `medtl list` and every help text show."""
-    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    """The built-in suites' names (benchmark/suites/*.yaml, and papers/*.yaml as `papers/<name>`): what `medtl list`
+    and every help text show."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) + sorted(f"papers/{p.stem}" for p in (SUITES_DIR / "papers").glob("*.yaml"))
 
 
 def add_tracking_uri(parser, help: str = "MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)") -> None:

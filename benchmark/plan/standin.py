@@ -3,13 +3,15 @@
     medtl benchmark papers/hicks2018 --stand-in            # writes .medtl_cache/standin/hicks2018-standin.yaml, runs it
     medtl benchmark papers/hicks2018 --stand-in --dry-run  # its cells, nothing run
 
-What is kept: every backbone, strategy, source (pretraining and double transfer included), grid value,
+What is kept: every backbone (by name), strategy, source (pretraining and double transfer included), grid value,
 fraction, ensemble and external test set, the target's class names (read from the adapter's constants,
 never from images), its kind (binary, multiclass, multi-label) and whether it has an official split.
 So every row of the real suite's leaderboard appears in the stand-in's. What shrinks: every real
 dataset becomes `gen-standin` (tasks/data/adapters/standin.py) with PER_CLASS images per class of
 the stand-in image size; k-fold uses at most MAX_FOLDS folds and one seed (two with ensemble-seeds),
-since folds and seeds are repeats of a row, not rows; training runs one epoch; a count in `fractions`
+since folds and seeds are repeats of a row, not rows; training runs one epoch; every library network
+(DenseNet, VGG, Inception ...) becomes `standin:<name>`, a tiny CNN named after it (a real network needs
+seconds per step on a CPU; medtl's own small and designed CNNs stay as they are); a count in `fractions`
 (657) becomes a count the tiny training fold holds (COUNT_PER_CLASS per class); the svm/vlad
 `scales` and `vlad_k` values map, in order, onto small ones (224 / 544 / 864 -> 32 / 48 / 64 at a
 32 px stand-in; vlad_k 64 / 256 -> 2 / 4), so each keeps its own row. What cannot be had offline:
@@ -152,6 +154,16 @@ def _rescale(hparams: dict, grid: dict, size: int) -> tuple[dict, dict]:
     return ({n: one(n, v) for n, v in hparams.items()}, {n: [one(n, v) for v in vs] for n, vs in grid.items()})
 
 
+def standin_backbone(name: str) -> str:
+    """The backbone a stand-in trains for `name`: medtl's own small CNNs as they are (they are cheap, and Rahman's
+    designed CNNs are the point of his suite), every library network as `standin:<name>` (backbones/zoo/standin_models.py)."""
+    from backbones.registry import backbone_entry
+
+    if name.startswith("standin:") or backbone_entry(name).family.startswith("medtl"):
+        return name
+    return f"standin:{name}"
+
+
 def _image_size(backbones: list[str]) -> int:
     from backbones.registry import input_config
 
@@ -164,7 +176,8 @@ def standin_suite(model: SuiteModel) -> dict:
 
     raw = model.model_dump(exclude_none=True)
     notes: list[str] = []
-    size = _image_size(model.backbones)
+    backbones = [standin_backbone(b) for b in model.backbones]
+    size = _image_size(backbones)
     target = raw["target"]
     classes = real_classes(target["dataset"], target.get("path", ""), target.get("options"))
     new_target = _block({k: target[k] for k in ("dataset", "path", "options") if k in target}, classes,
@@ -210,6 +223,8 @@ def standin_suite(model: SuiteModel) -> dict:
     if len(set(fractions)) < len(fractions):
         raise ValueError(f"the stand-in's counts {fractions} collide; give the real suite distinct counts above "
                          f"{COUNT_PER_CLASS * n_classes}")
+    swapped = [b for b in model.backbones if standin_backbone(b) != b]
+    notes.append(f"{', '.join(swapped)} -> standin:<name>, a tiny CNN each" if swapped else "")
     notes.append(f"counts {[f for f in model.fractions if isinstance(f, int)]} -> {[f for f in fractions if isinstance(f, int)]} "
                  f"images" if any(isinstance(f, int) for f in model.fractions) else "")
     stand_in = {
@@ -222,6 +237,7 @@ def standin_suite(model: SuiteModel) -> dict:
         "seeds": seeds,
         "fractions": fractions,
         "sources": sources,
+        "backbones": backbones,
         "hparams": hparams,
         "image_size": size,
         "throughput": {"batch_size": 4, "warmup": 0, "batches": 1},
