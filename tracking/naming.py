@@ -94,3 +94,8 @@ def external_prefix(name: str) -> str:
 def external_predictions(name: str) -> str:
     """The artifact path of a cell's predictions on external test set `name`."""
     return f"{EXTERNAL}/{name}/predictions.csv"
+
+
+# --- transferability before training (benchmark/cell/transferability.py) -------------------------------------
+TRANSFERABILITY = "transferability"  # the suite parent run's metrics transferability/<score>/<source>/<backbone>
+TRANSFERABILITY_TABLE = "transferability.csv"  # and its artifact transferability/transferability.csv

@@ -199,6 +199,7 @@ class SuiteModel(_Strict):
     save_checkpoints: bool = False
     hparams_from: Literal["optuna"] | None = None  # each row's cells take its study's best trial (benchmark/tune/study.py)
     tune_budget: Annotated[int, Field(ge=1)] | None = None  # trials per row, tuned before the fine-tuning cells
+    transferability: bool = True  # LogME / H-score per source x backbone before fine-tuning (benchmark/cell/transferability.py)
 
     @field_validator("seeds", "fractions", "backbones", "strategies")
     @classmethod
@@ -245,6 +246,7 @@ FIXES = {
     "devices": "write an integer >= 1",
     "num_workers": "write an integer >= 0 (DataLoader worker processes) or auto",
     "save_checkpoints": "write true or false",
+    "transferability": "write true or false",
     "extra_train": "give a list of {dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}, classes: [TARGET-CLASS, ...]}",
     "external": "give a list of {name: NAME, dataset: NAME, path: FOLDER-UNDER-DATA-ROOT, options: {...}} or "
                 "{name: NAME, split: official}, each name once",

@@ -38,6 +38,8 @@ Schema (see benchmark/suites/smoke.yaml for a commented example):
   hparams_from  optuna: each row's cells take the best trial of its study (storage $MEDTL_OPTUNA_STORAGE,
                 default sqlite:///optuna.db) over the suite's hparams; see benchmark/tune/study.py
   tune_budget   N: `medtl benchmark` tunes every compared row with N trials before its fine-tuning cells
+  transferability  false: skip LogME / H-score of every source x backbone before fine-tuning (default true;
+                benchmark/cell/transferability.py)
 
 Every key, its type and its default are in `benchmark.plan.schema.SuiteModel`, the one description
 of a suite: the file is read once, validated once into that model, checked against the registries
@@ -99,6 +101,11 @@ class Suite:
     def tune_budget(self) -> int:
         """Trials per row tuned before the fine-tuning cells (0: no tuning)."""
         return self.model.tune_budget or 0
+
+    @property
+    def transferability(self) -> bool:
+        """Score every source x backbone before fine-tuning (benchmark/cell/transferability.py)."""
+        return self.model.transferability
 
     @property
     def finetune_cells(self) -> tuple[RunSpec, ...]:

@@ -23,6 +23,8 @@ from benchmark.report.floors import chance_floors, degenerate_rows, row_cells
 from benchmark.report.leaderboard import CI_NOTE, format_leaderboard, full_markdown, leaderboard, trains
 from benchmark.report.protocol import protocol_text
 from benchmark.report.external import external_section
+from benchmark.report.calibration import calibration_section
+from benchmark.report.transferability import transferability_section
 from benchmark.report.render import Section, to_html
 from benchmark.report.render import to_markdown as sections_to_markdown
 from benchmark.report.results import ROW_KEYS, SuiteResults
@@ -203,12 +205,14 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
     sections.append(paired)
     sections.append(external_section(results, board))  # in-domain vs external scores, rank agreement (target.external)
     sections.append(rank_section(board, out_dir))
+    sections.append(transferability_section(results, board, compared, primary_test(cells)))  # LogME / H-score vs the order
 
     per_class, confusion_images = per_class_and_confusion(results, board, out_dir) if len(board) else (pd.DataFrame(), [])
     classes = Section("Per-class results and confusion matrices", [
         "Confusion matrices summed over folds x seeds (rows: true class, columns: predicted), and the per-class metrics they give; "
         "CSVs in confusion_matrices/ and per_class.csv."], [("", per_class)], confusion_images)
     sections.append(classes)
+    sections.append(calibration_section(results, board, out_dir))  # ECE, Brier, NLL before/after T; reliability diagrams
     sections.append(Section("ROC curves", [] if len(board) else ["No predictions."], [], roc_images(results, board, out_dir) if len(board) else []))
 
     efficiency = Section("Data efficiency")
@@ -249,6 +253,7 @@ def build_report(results: SuiteResults, out_dir: Path) -> Report:
     compared.to_csv(paths[6], index=False)
     per_class.to_csv(paths[7], index=False)
     floors.to_csv(paths[8], index=False)
+    paths += [p for p in (out_dir / "calibration.csv",) if p.exists()]
     paths += sorted(out_dir.glob("*.png")) + sorted((out_dir / "confusion_matrices").glob("*"))
     return Report(out_dir, board, floors, compared, wins, markdown, paths)
 

@@ -160,3 +160,20 @@ def rank_diagram(ranks: pd.Series, nemenyi: pd.DataFrame, cd: float, path: Path,
     sp.critical_difference_diagram(ranks, nemenyi, ax=ax)
     ax.set_title(f"{title}  (Nemenyi CD = {cd:.2f} at alpha 0.05)", fontsize=9)
     return _save(fig, path)
+
+
+def reliability_diagram(before: pd.DataFrame, after: pd.DataFrame, path: Path, title: str) -> Path:
+    """Accuracy against mean confidence per bin (tasks.training.calibration.reliability_table), before and after
+    temperature scaling; the diagonal is perfect calibration. Both axes span [0, 1]."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="perfect calibration")
+    for table, label, style in ((before, "as tested", "o-"), (after, "after temperature scaling", "s-")):
+        ax.plot(table["confidence"], table["accuracy"], style, markersize=4, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("confidence (mean top-class probability in bin)")
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    return _save(fig, path)

@@ -45,6 +45,9 @@ RUN_METRICS = {  # cells.csv column -> MLflow metric
     "test_rows": "data/test_rows",
     "params": "cost/params",
     "flops_per_image": "cost/flops_per_image",
+    # Calibration (tasks/training/calibration.py): raw, and after temperature scaling fitted on validation rows.
+    **{f"{m}{ts}": f"test/{m}{ts}" for m in ("ece", "brier", "nll") for ts in ("", "_ts")},
+    "temperature": "calibration/temperature",
 }
 # The range each metric can take: intervals are clipped to it and plot axes span it.
 METRIC_RANGE = {m: ((-1.0, 1.0) if m in ("mcc", "micro_mcc") else (0.0, 1.0)) for m in METRICS}

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from benchmark.cell.quiet import quiet_libraries
 from benchmark.cell.route import CellContext, run_cell
 from benchmark.cell.preflight import check_suite_data
+from benchmark.cell.transferability import suite_transferability
 from benchmark.report.leaderboard import cell_results, leaderboard, to_markdown, write_report
 from benchmark.plan.spec import FORMAT, RunSpec
 from benchmark.plan.suite import Suite, load_suite
@@ -242,6 +243,7 @@ def _cells_in_order(outcome: SuiteOutcome, ctx: CellContext, parent_id: str, ech
     suite is reloaded so `hparams_from: optuna` gives its cells the best trials' values; then the other cells."""
     suite = outcome.suite
     yield from (c for c in suite.cells if c.stage == "pretrain")
+    suite_transferability(suite, ctx, parent_id, echo)  # LogME / H-score from frozen features; never fails the suite
     if suite.tune_budget:
         from benchmark.tune.study import TuneSettings, tune_suite
         from tracking.studies import storage_url
