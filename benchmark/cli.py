@@ -29,8 +29,9 @@ UI_BASE_URL = "http://127.0.0.1:5000"  # tracking.store.UI_BASE_URL, without imp
 
 
 def list_suites() -> list[str]:
-    """The built-in suites' names (benchmark/suites/*.yaml): what `medtl list` and every help text show."""
-    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    """The built-in suites' names (benchmark/suites/*.yaml, and papers/*.yaml as `papers/<name>`): what `medtl list`
+    and every help text show."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) + sorted(f"papers/{p.stem}" for p in (SUITES_DIR / "papers").glob("*.yaml"))
 
 
 def add_tracking_uri(parser, help: str = "MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)") -> None:
@@ -60,6 +61,11 @@ def cmd_benchmark(args) -> int:
     from benchmark.run.preflight import check_accelerator, check_output_folder
     from benchmark.run.runner import run_suite
 
+    if args.stand_in:  # the same protocol on generated images (benchmark/plan/standin.py), a suite of its own
+        from benchmark.plan.standin import write_standin
+
+        args.suite = str(write_standin(_suite_path(args.suite)))
+        print(f"Stand-in suite written to {args.suite} (generated images; imagenet weights -> scratch).")
     if args.dry_run:  # validate and expand only: no image is read, no run is created
         from benchmark.plan.suite import cell_table, load_suite
 
@@ -231,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_accelerator(bench)
     bench.add_argument("--dry-run", action="store_true", help="validate the suite and print its cells (count and table); "
                        "read no image, create no run")
+    bench.add_argument("--stand-in", action="store_true", help="run the suite's protocol on generated images with the same "
+                       "classes and layout, tiny, as suite <name>-standin (ImageNet weights become scratch): a check in "
+                       "seconds to minutes before the real data")
     scale = bench.add_argument_group("launchers", "spread the cells over workers that share the MLflow store "
                                      "(benchmark/run/launchers.py; README, 'Beyond one machine')")
     scale.add_argument("--launcher", help="local: worker processes here, then the report; slurm: submit job arrays (submitit) and return")

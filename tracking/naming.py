@@ -45,6 +45,8 @@ PARENT_TAG = "mlflow.parentRunId"  # the tag the MLflow UI nests runs by
 STAGE_TAG = "medtl.stage"  # one of the STAGE_* values below
 SUITE_TAG = "medtl.suite"
 SOURCE_TAG = "medtl.source"
+# On every run (and the experiment) of a `--stand-in` suite: what the generated run replaced (benchmark/plan/standin.py).
+STANDIN_TAG = "medtl.stand_in"
 TASK_TAG = "medtl.task"
 BACKBONE_TAG = "medtl.backbone"
 STRATEGY_TAG = "medtl.strategy"

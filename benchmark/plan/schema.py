@@ -192,6 +192,9 @@ class Tune(_Strict):
 class SuiteModel(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str | None = None
+    # Set by `--stand-in` only (benchmark/plan/standin.py): what the generated run replaced (data, ImageNet
+    # weights); it tags every run and the report's protocol line, so a stand-in number is never read as a result.
+    stand_in: str | None = None
     target: Target
     folds: Folds = 3
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]

@@ -70,6 +70,7 @@ def protocol_text(results: SuiteResults) -> list[str]:
     split = "the official train/test split" if folds == [0] else f"{', '.join(map(str, folds))}-fold stratified cross-validation"
     fractions = sorted(set(cells["fraction"])) if len(cells) else []
     return [
+        standin_text(results) +
         f"Suite {results.name}: {split} x {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); training fraction(s) "
         f"{', '.join(f'{f:g}' for f in fractions)}. Every number is on held-out test rows the model never trained or was selected on.",
         selection_text(cells),
@@ -79,6 +80,18 @@ def protocol_text(results: SuiteResults) -> list[str]:
         f"family (sources, strategies) for each test; alpha = {st.ALPHA}. {len(cells)} finished cells, "
         f"{int((results.missing['stage'] != 'pretrain').sum()) if len(results.missing) else 0} fine-tuning cells missing.",
     ]
+
+
+def standin_text(results: SuiteResults) -> str:
+    """"STAND-IN: ..." when the suite ran with `--stand-in` (generated images, no ImageNet weights), else ""."""
+    from tracking.naming import STANDIN_TAG
+
+    try:
+        note = results.client.get_experiment(results.experiment_id).tags.get(STANDIN_TAG) if results.client else None
+    except Exception:  # noqa: BLE001 - a report without its store's experiment says nothing of stand-ins
+        note = None
+    return (f"STAND-IN RUN (medtl benchmark SUITE --stand-in): generated images with the real classes, not a result; "
+            f"{note}. " if note else "")
 
 
 def importance_caveat(tags: dict, run_id: str) -> str:

@@ -25,7 +25,7 @@ from tracking import CellRun, ensure_experiment, environment_tags, finished_runs
 from tracking.claims import Claims
 from tracking.runs import HASH_TAG, STOPPED, search_runs
 from tracking.store import open_store, ui_hint
-from tracking.naming import FORMAT_TAG, SOURCE_TAG, STAGE_SUITE, STAGE_TAG, SUITE_TAG, TUNE_BUDGET_TAG, suite_experiment
+from tracking.naming import FORMAT_TAG, SOURCE_TAG, STAGE_SUITE, STANDIN_TAG, STAGE_TAG, SUITE_TAG, TUNE_BUDGET_TAG, suite_experiment
 
 
 SUITE_BAR = "{desc}: {n_fmt}/{total_fmt} cells |{bar}| {elapsed}<{remaining}{postfix}"  # ETA from the cells done
@@ -58,6 +58,7 @@ def cell_tags(spec: RunSpec, suite: Suite) -> dict[str, str]:
         SOURCE_TAG: spec.source,
         **scope_tags(suite, spec),  # medtl.tune_scope of a tuned cell: nested | shared (optimistic) | official
         **environment_tags(),
+        **({STANDIN_TAG: suite.model.stand_in} if suite.model.stand_in else {}),  # generated data, never a result
     }
 
 
@@ -80,7 +81,10 @@ def prepare_suite(suite_path: Path | str, *, data_root: Path | None = None, uri:
     ctx = CellContext(client, uri, data_root, Path(".medtl_cache"), {}, suite.throughput, accelerator, suite.num_workers,
                       suite.save_checkpoints)
     check_suite_data(suite.cells if cells is None else cells, data_root, ctx.tasks)
-    return suite, ctx, ensure_experiment(client, suite_experiment(suite.name))
+    experiment_id = ensure_experiment(client, suite_experiment(suite.name))
+    if suite.model.stand_in:  # the report's protocol line reads it (benchmark/report/protocol.py)
+        client.set_experiment_tag(experiment_id, STANDIN_TAG, suite.model.stand_in)
+    return suite, ctx, experiment_id
 
 
 def run_suite(

@@ -179,6 +179,7 @@ LAYOUTS = {
     "gen-general": lambda tmp: (None, {"per_class": 4}),
     "gen-medical": lambda tmp: (None, {"per_class": 4}),
     "gen-target": lambda tmp: (None, {"scale": 0.25}),
+    "gen-standin": lambda tmp: (None, {"classes": ["NORMAL", "PNEUMONIA"], "official_split": True}),
     "hyperkvasir": _hyperkvasir,
     "imageclef-concepts": _imageclef,
     "kvasir-v1": _kvasir("kvasir-v1"),
