@@ -200,8 +200,9 @@ def standin_suite(model: SuiteModel) -> dict:
         new_target.setdefault("external", []).append({"name": external["name"], **block})
     sources = {}
     for name, source in raw["sources"].items():
+        only = {"backbones": [standin_backbone(b) for b in source["backbones"]]} if "backbones" in source else {}
         if "weights" in source:
-            sources[name] = {"weights": _weights(source["weights"], f"sources.{name}", notes)}
+            sources[name] = {"weights": _weights(source["weights"], f"sources.{name}", notes), **only}
             continue
         pre = source["pretrain"]
         block = _block({k: pre[k] for k in ("dataset", "path", "options") if k in pre},
@@ -210,7 +211,7 @@ def standin_suite(model: SuiteModel) -> dict:
         folds = pre.get("folds", 5)
         sources[name] = {"pretrain": {**block, "weights": _weights(pre.get("weights", "scratch"), f"sources.{name}.pretrain", notes),
                                       "folds": folds if folds == "official" else min(int(folds), 3),
-                                      "hparams": {**pre.get("hparams", {}), "epochs": 1}}}
+                                      "hparams": {**pre.get("hparams", {}), "epochs": 1}}, **only}
     hparams, grid = _rescale(dict(raw.get("hparams") or {}), dict(raw.get("grid") or {}), size)
     hparams["epochs"] = 1
     hparams.pop("phase_epochs", None)  # one epoch: the phases split its steps (every phase still reached)
@@ -253,7 +254,8 @@ def standin_suite(model: SuiteModel) -> dict:
 
 def write_standin(path: Path | str, folder: Path = FOLDER) -> Path:
     """Write the stand-in of the suite at `path` as `<folder>/<name>-standin.yaml`; its path."""
-    model = read_suite(path)
+    # Shape only: the real datasets and weights (an uncached hub model, ImageNet) are what the stand-in replaces.
+    model = read_suite(path, check=False)
     suite = standin_suite(model)
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{suite['name']}.yaml"

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.special import softmax
 
 from benchmark.report.floors import row_cells
-from benchmark.report.render import Section
+from benchmark.report.render import Section, file_slug
 from benchmark.report.results import SuiteResults
 from tasks.training.calibration import EPS, reliability_table
 
@@ -110,7 +110,7 @@ def calibration_section(results: SuiteResults, board: pd.DataFrame, out_dir: Pat
         pooled = pooled_reliability(results, row_cells(cells, row))
         if pooled is None:
             continue
-        slug = row["row"].replace("/", "_").replace("@", "_f").replace(":", "_")
+        slug = file_slug(row["row"])
         section.images.append((f"{row['row']}: reliability diagram, test predictions of {row['n']} cells pooled "
                                f"({CALIBRATION_BINS} equal-mass bins), before and after each cell's temperature",
                                plots.reliability_diagram(*pooled, out_dir / f"reliability_{slug}.png", row["row"])))

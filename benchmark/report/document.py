@@ -28,7 +28,7 @@ from benchmark.report.power import power_section
 from benchmark.report.sequential import sequential_section
 from benchmark.report.calibration import calibration_section
 from benchmark.report.transferability import transferability_section
-from benchmark.report.render import Section, to_html
+from benchmark.report.render import Section, file_slug, to_html
 from benchmark.report.render import to_markdown as sections_to_markdown
 from benchmark.report.results import ROW_KEYS, SuiteResults
 
@@ -47,7 +47,7 @@ def per_class_and_confusion(results: SuiteResults, board: pd.DataFrame, out_dir:
         if total is None:
             continue
         names = [c.removeprefix("pred:") for c in total.columns]
-        slug = row["row"].replace("/", "_").replace("@", "_f")
+        slug = file_slug(row["row"])
         total.to_csv(folder / f"{slug}.csv")
         m = total.to_numpy(float)
         images.append((f"{row['row']}: confusion matrix summed over {row['n']} cells",
@@ -100,7 +100,7 @@ def roc_images(results: SuiteResults, board: pd.DataFrame, out_dir: Path) -> lis
         if curves:
             kind = "binary" if probs.shape[1] == 2 else "macro-average one-vs-rest"
             images.append((f"ROC curves, {backbone}: {kind} curves of the pooled test folds of the first seed; legend: {AUC_LABEL}",
-                           plots.roc_curves(curves, out_dir / f"roc_{backbone}.png", f"{backbone}: ROC ({kind})",
+                           plots.roc_curves(curves, out_dir / f"roc_{file_slug(backbone)}.png", f"{backbone}: ROC ({kind})",
                                             "AUC macro, mean over cells")))
     return images
 

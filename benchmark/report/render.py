@@ -40,6 +40,12 @@ SI_COLUMNS = ("params", "flops_per_image")
 WHOLE_COLUMNS = ("fps", "train_ips")
 
 
+def file_slug(label: str) -> str:
+    """A row or backbone label as a file name: anything but letters, digits, '.', '-' and '_' becomes '_'
+    (`hub:timm/vit_small...` would otherwise name a folder that does not exist)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label.replace("@", "_f")).strip("_") or "row"
+
+
 def human_header(column: str) -> str:
     """A table column's header for Markdown / HTML: HEADERS, else the snake_case name with spaces."""
     return HEADERS.get(column, column.replace("_", " "))

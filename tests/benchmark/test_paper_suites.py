@@ -100,3 +100,22 @@ def test_standin_run_has_every_row_in_the_leaderboard(name, tmp_path, monkeypatc
         assert sum(s.startswith("svm[") for s in strategies) == 3 and sum(s.startswith("vlad[") for s in strategies) == 6
     report = (tmp_path / "report" / "report.md").read_text()
     assert "STAND-IN RUN" in report
+
+
+@pytest.mark.slow
+def test_foundation_standin_runs_every_source_and_probe_offline(tmp_path, monkeypatch, mlflow_uri):
+    # foundation.yaml names two hub models that are never in CI's cache: its stand-in runs without them, every
+    # (source, backbone) pair it allows and every probe present, and the report says it is a stand-in.
+    from benchmark.plan.standin import write_standin
+    from benchmark.run.runner import run_suite
+
+    monkeypatch.chdir(tmp_path)
+    path = write_standin(SUITES_DIR / "foundation.yaml")
+    outcome = run_suite(path, uri=mlflow_uri, report_dir=tmp_path / "report", echo=lambda *a: None)
+    assert not outcome.failed, outcome.failed
+    shown = {(r.source, r.backbone, r.strategy) for r in outcome.leaderboard.itertuples()}
+    real = read_suite(SUITES_DIR / "foundation.yaml", check=False)
+    expected = {(source, standin_backbone(b), s) for source, d in real.sources.items() for b in d.backbones
+                for s in real.strategies}
+    assert expected == shown and len(shown) == 5 * 4  # 5 (source, backbone) pairs x linear, knn, fewshot, full
+    assert "STAND-IN RUN" in (tmp_path / "report" / "report.md").read_text()
