@@ -218,3 +218,6 @@ register_setting("MEDTL_FIXTURES", parse=folder, default=None, example="../share
 register_setting("MEDTL_TEST_HOLD_TRIAL", parse=hold_trial, default=None, example="1:/tmp/held",
                  meaning="tests only: make that Optuna trial write the marker file and wait to be killed",
                  valid="<trial number>:<marker file>")
+register_setting("MEDTL_TEST_HOLD_EPOCH", parse=hold_trial, default=None, example="2:/tmp/held",
+                 meaning="tests only: make a cell write the marker file after that epoch and wait to be killed",
+                 valid="<epoch>:<marker file>")

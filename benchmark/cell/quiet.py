@@ -46,11 +46,20 @@ def _show_once(message, category, filename, lineno, file=None, line=None) -> Non
     tqdm.write(f"{category.__name__}: {text} ({os.path.basename(filename)}:{lineno})", file=file or sys.stderr)
 
 
+_installed = False  # _show_once goes in once per process
+
+
 def quiet_libraries() -> None:
-    """Silence NOISE and INFO_LOGGERS; show every other warning once per process (`_show_once`)."""
+    """Silence NOISE and INFO_LOGGERS; show every other warning once per process (`_show_once`).
+
+    Installed once: a caller already recording warnings (`warnings.catch_warnings(record=True)`, pytest.warns)
+    around a later suite run keeps its record, since replacing `showwarning` inside it would bypass the record."""
+    global _installed
     for name in INFO_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.showwarning = _show_once
+    if not _installed:
+        warnings.showwarning = _show_once
+        _installed = True
     for pattern, _why in NOISE:
         warnings.filterwarnings("ignore", message=pattern)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per checkpoint fetch is noise

@@ -24,7 +24,7 @@ COLUMN_NAMES = {"mcc": "MCC (R_K)", "f1": "F1 macro", "rec": "REC macro", "prec"
                 "pos_rec": "REC positive", "pos_prec": "PREC positive", "pos_f1": "F1 positive"}
 # The printed table's metrics besides MCC: the ones a reader of a medical-imaging paper looks for first
 # (F1 and AUC macro; plain accuracy). The others are in leaderboard.csv and report.html.
-COMPACT_METRICS = {"f1": "F1 macro", "auc": "AUC macro", "acc_micro": "Accuracy"}
+COMPACT_METRICS = {"f1": "F1", "auc": "AUC", "acc_micro": "Accuracy"}  # the notes below the table say macro
 TERMINAL_WIDTH = 120
 DEGENERATE = "degenerate: predicts one class"
 CI_NOTE = ("95 % CI: t-interval over folds x seeds, clipped to the metric's range (MCC [-1, 1], the others [0, 1]), "

@@ -34,8 +34,8 @@ def test_every_strategy_reports_the_positive_class_as_sklearn_scores_it(tmp_path
     assert {r.data.params["strategy"] for r in runs} == {"full", "svm"}
     for run in runs:
         table = pd.read_csv(client.download_artifacts(run.info.run_id, "test/predictions.csv", str(tmp_path)))
-        prec, rec, f1, _ = precision_recall_fscore_support(table["target"], table["predicted"], labels=["malignant"],
-                                                           zero_division=0)
+        # predictions.csv holds class ids: malignant is class 0 of BreastMNIST ('malignant', 'normal, benign').
+        prec, rec, f1, _ = precision_recall_fscore_support(table["target"], table["predicted"], labels=[0], zero_division=0)
         metrics = run.data.metrics
         assert metrics["test/pos/rec"] == pytest.approx(rec[0], abs=1e-6)
         assert metrics["test/pos/prec"] == pytest.approx(prec[0], abs=1e-6)

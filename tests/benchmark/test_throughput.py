@@ -31,6 +31,9 @@ from tests.benchmark.test_identity import PINNED
 @pytest.fixture
 def emulated_bf16(monkeypatch):
     """A CPU without native bf16, whatever this machine has; the once-per-process memory cleared."""
+    from benchmark.cell.quiet import quiet_libraries
+
+    quiet_libraries()  # what a suite run installs, installed before pytest.warns starts recording
     monkeypatch.setattr(speed, "native_bf16", lambda device="cpu": False)
     monkeypatch.setattr(speed, "_warned", set())
 

@@ -41,7 +41,7 @@ def test_each_trial_runs_with_the_machine_tags_of_its_rows_cells(tmp_path, monke
                                f"tags.`{STAGE_TAG}` = 'finetune'")
     trials = client.search_runs([client.get_experiment_by_name(tuning_experiment("tunemachine")).experiment_id],
                                 f"tags.`{STAGE_TAG}` = 'trial'")
-    assert len(cells) == 2 and len(trials) == 2
+    assert len(cells) == 2 and len(trials) == 2 * 2  # nested tuning: a study of 2 trials per outer fold
     keys = [effective_tag(s) for s in MACHINE_SETTINGS]
 
     def machine(run):
