@@ -60,6 +60,7 @@ def agreement(board: pd.DataFrame, scores: pd.DataFrame, compared: pd.DataFrame,
     joined = board.merge(scored, on=["source", "backbone"], how="inner")
     records = []
     for key, group in joined.groupby(list(SETTING), sort=False):
+        group = group.dropna(subset=["mcc_mean"])  # rows scored on external sets only (ensemble-folds) have no in-domain MCC
         if group["source"].nunique() < 2:
             continue
         best = group.loc[group["mcc_mean"].idxmax()]

@@ -29,6 +29,7 @@ BAD = {
     "MEDTL_SERVER_DB": ("sqlite:///{missing}/mlflow.db", "does not exist"),
     "MLFLOW_TRACKING_URI": ("htp://127.0.0.1:5000", "unknown scheme 'htp'"),
     "MEDTL_TEST_HOLD_TRIAL": ("three", "not '<trial number>:<marker file>'"),
+    "MEDTL_TEST_HOLD_EPOCH": ("three", "not '<trial number>:<marker file>'"),
 }
 
 
