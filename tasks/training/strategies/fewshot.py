@@ -35,14 +35,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from scipy import stats
 
 from backbones import Backbone
 from tasks.data.index import Task, TaskMeta
 from tasks.training.hparams import HParam
 from tasks.training.metrics import classification_metrics
-from tasks.training.strategies import register_strategy
+from tasks.training.strategies import FeatureStrategy, add_strategy
 from tasks.training.strategies.probes import PROBE_PARAMS, PROBE_SHARED, ProbeClassifier, probe_applicability, probe_encoder
 from tasks.training.strategies.svm import FrozenFit, cell_features, l2_normalise, score_frozen
 
@@ -154,14 +153,11 @@ FEWSHOT_PARAMS = {
 }
 
 
-@register_strategy(
-    "fewshot",
+add_strategy(FeatureStrategy(
+    name="fewshot",
     summary="few-shot episodes on frozen features (MedFMC): n per class from training rows, cosine prototypes, mean of draws",
     params=FEWSHOT_PARAMS,
     shared=PROBE_SHARED,
     fit=fit_fewshot,
     applies=probe_applicability("fewshot", multilabel=False),
-)
-def fewshot(*, tap: str, scales: str, shots: int, episodes: int) -> list[Callback]:
-    """No Lightning callbacks: `fit` (fit_fewshot) reads these hyperparameters and replaces Lightning's loop."""
-    return []
+))

@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 
 from backbones import Backbone
 from tasks.data.index import Task
 from tasks.training.hparams import HParam
-from tasks.training.strategies import register_strategy
+from tasks.training.strategies import FeatureStrategy, add_strategy
 from tasks.training.strategies.probes import PROBE_PARAMS, PROBE_SHARED, ProbeClassifier, probe_applicability, probe_encoder
 from tasks.training.strategies.svm import FrozenFit, cell_features, l2_normalise, score_frozen, targets_of
 
@@ -110,14 +109,11 @@ KNN_PARAMS = {
 }
 
 
-@register_strategy(
-    "knn",
+add_strategy(FeatureStrategy(
+    name="knn",
     summary="k-NN probe on frozen features (DINO, MedMNIST+): cosine, k nearest training rows vote, weight exp(sim/T)",
     params=KNN_PARAMS,
     shared=PROBE_SHARED,
     fit=fit_knn,
     applies=probe_applicability("knn", multilabel=True),
-)
-def knn(*, tap: str, scales: str, knn_k: int, knn_weighting: str, knn_temperature: float) -> list[Callback]:
-    """No Lightning callbacks: `fit` (fit_knn) reads these hyperparameters and replaces Lightning's loop."""
-    return []
+))
