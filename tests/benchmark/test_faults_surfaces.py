@@ -10,6 +10,7 @@ SystemExit(2), so rows run `main` and take either a return code or that exit. No
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,14 @@ def _silent(id: str, argv: list[str], fragments: list[str], env: dict | None = N
         path = suite(tmp)
         return ([a.format(suite=path, port=port) for a in argv], [f.format(port=port) for f in fragments])
     return Row(id, build, 2, bound_s=SERVICE_BOUND_S, absent=("s3cret",))
+
+
+def _with_git(folder: Path) -> Path:
+    """`git` beside the fake cluster tools (the run's tags ask it for the commit); the folder."""
+    git = shutil.which("git")
+    if git and not (folder / "git").exists():
+        (folder / "git").symlink_to(git)
+    return folder
 
 
 def _slurm_controller_down(tmp, mp):
@@ -180,8 +189,9 @@ TABLE: list[Row] = [
         ["--report-dir reports/tiny", f"lies under {tmp / 'reports'}, which is a file", "Fix:"]), 2),
     # --- launchers ---
     Row("slurm without a controller", _slurm_controller_down, 2),
+    # PATH holds only the fake sbatch (and git, for the run's tags): CI installs SLURM, whose srun is in /usr/bin.
     Row("slurm: sbatch without srun", lambda tmp, mp: (
-        fake_command(tmp / "bin", "sbatch", "unused") and mp.setenv("PATH", f"{tmp / 'bin'}:/usr/bin:/bin") or
+        fake_command(tmp / "bin", "sbatch", "unused") and _with_git(tmp / "bin") and mp.setenv("PATH", str(tmp / "bin")) or
         ["benchmark", str(suite(tmp)), "--launcher", "slurm", "--accelerator", "cpu"],
         ["`sbatch` is on PATH but `srun` is not", "Fix:"]), 2),
     # --- services that accept and never answer: bounded, address shown, password hidden ---
