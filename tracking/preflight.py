@@ -239,6 +239,13 @@ def check_store(uri: str, *, create: bool = True) -> None:
                              "you can write to.")
 
 
+def build_schema(path: Path) -> None:
+    """MLflow's whole schema (every migration step) and its Default experiment in the new SQLite file `path`."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{path.resolve()}").search_experiments(max_results=1)
+
+
 @contextmanager
 def creating_store(uri: str, *, create: bool = True) -> Iterator[None]:
     """Make a fresh SQLite store appear whole or not at all, one process at a time.
@@ -253,7 +260,6 @@ def creating_store(uri: str, *, create: bool = True) -> Iterator[None]:
         yield
         return
     from filelock import FileLock, Timeout
-    from mlflow.tracking import MlflowClient
 
     lock = FileLock(str(path) + ".lock", timeout=120)
     try:
@@ -262,7 +268,7 @@ def creating_store(uri: str, *, create: bool = True) -> Iterator[None]:
                 for old in path.parent.glob(f".{path.name}.creating-*"):  # left by a killed creation
                     old.unlink(missing_ok=True)
                 scratch = path.with_name(f".{path.name}.creating-{os.getpid()}")
-                MlflowClient(f"sqlite:///{scratch.resolve()}").search_experiments(max_results=1)
+                build_schema(scratch)
                 os.replace(scratch, path)
                 # Waiters find the store there once they hold the lock and skip creating it; later
                 # processes never take the lock. So it can go, leaving no clutter beside mlruns.db.

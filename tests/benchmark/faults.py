@@ -153,3 +153,26 @@ def fake_command(folder: Path, name: str, stderr: str, code: int = 1) -> Path:
     path.write_text(f"#!/bin/sh\necho {shlex.quote(stderr)} >&2\nexit {code}\n")
     path.chmod(0o755)
     return path
+
+
+# --- suites as real processes (the kill and resume tests) -----------------------------------------------------------
+
+RUN_TIMEOUT_S = 300  # one suite invocation, generously (2 shared cores)
+
+
+def start_suite(folder: Path, path: Path) -> subprocess.Popen:
+    """`python -m benchmark.cli benchmark PATH` in `folder`, on the store `folder`/mlruns.db; output captured."""
+    return subprocess.Popen([sys.executable, "-m", "benchmark.cli", "benchmark", str(path)], cwd=folder,
+                            env=cli_env(MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlruns.db'}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    """Its exit code and output, once it ends (bounded by RUN_TIMEOUT_S)."""
+    out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    return proc.returncode, out
+
+
+def cell_runs(folder: Path) -> list:
+    """Every run of the store `folder`/mlruns.db but the suites' parent runs."""
+    return [r for r in runs(f"sqlite:///{folder / 'mlruns.db'}") if r.data.tags.get("medtl.stage") != "suite"]

@@ -14,19 +14,17 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.benchmark.faults import cli_env, runs, suite
+from tests.benchmark.faults import RUN_TIMEOUT_S, cell_runs, finish, runs, start_suite, suite
 
 KILLS = 20
 SEED = 8
 STARTUP_SHARE = 0.25  # kills drawn within start-up (imports, store, data checks); the rest once cells run
-RUN_TIMEOUT_S = 300  # one suite invocation, generously (2 shared cores)
 # The tiny suite: one pretraining cell (so fine-tuning cells depend on another cell's weights),
 # then 2 sources x 2 folds of fine-tuning: 5 cells.
 KILL_SUITE = dict(
@@ -35,17 +33,6 @@ KILL_SUITE = dict(
     sources={"none": {"weights": "scratch"},
              "gen": {"pretrain": {"dataset": "gen-general", "options": {"size": 32, "per_class": 6}, "hparams": {"epochs": 1}}}},
 )
-
-
-def _start(folder: Path, path: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "benchmark.cli", "benchmark", str(path)], cwd=folder,
-                            env=cli_env(MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlruns.db'}"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(proc: subprocess.Popen) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
-    return proc.returncode, out
 
 
 def _suite_started(folder: Path, proc: subprocess.Popen) -> bool:
@@ -66,10 +53,6 @@ def _board(folder: Path) -> pd.DataFrame:
     return table.drop(columns=[c for c in table.columns if any(t in c.lower() for t in timing)])
 
 
-def _cell_runs(folder: Path) -> list:
-    return [r for r in runs(f"sqlite:///{folder / 'mlruns.db'}") if r.data.tags.get("medtl.stage") != "suite"]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_result(tmp_path):
@@ -77,10 +60,10 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_result(tmp
     for folder in (reference, faulty):
         folder.mkdir()
     started = time.monotonic()
-    code, out = _finish(_start(reference, suite(reference, **KILL_SUITE)))
+    code, out = finish(start_suite(reference, suite(reference, **KILL_SUITE)))
     duration = time.monotonic() - started
     assert code == 0, out[-3000:]
-    cells = {r.data.tags["medtl.spec_hash"] for r in _cell_runs(reference)}
+    cells = {r.data.tags["medtl.spec_hash"] for r in cell_runs(reference)}
     # A quarter of the moments fall in start-up; the rest are drawn, once the suite's parent run
     # exists, over the cells not finished yet plus the report, so kills land in every phase.
     suite_s = float(re.search(r"Done in ([\d.]+) s", out).group(1))
@@ -90,8 +73,8 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_result(tmp
     rng = random.Random(SEED)
     landed, in_suite, outputs = 0, 0, []
     for _ in range(KILLS):
-        done = {r.data.tags["medtl.spec_hash"] for r in _cell_runs(faulty) if r.info.status == "FINISHED"}
-        proc = _start(faulty, path)
+        done = {r.data.tags["medtl.spec_hash"] for r in cell_runs(faulty) if r.info.status == "FINISHED"}
+        proc = start_suite(faulty, path)
         during_startup = rng.random() < STARTUP_SHARE
         # +1 s: the skip-and-report phase once every cell is done (the suite ends a second or two after its parent run starts)
         moment = rng.uniform(0.0, startup_s if during_startup else cell_s * len(cells - done) + 1.0)
@@ -103,15 +86,15 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_result(tmp
             proc.send_signal(signal.SIGKILL)  # by PID: only this process
             landed += 1
             in_suite += not during_startup
-        code, out = _finish(proc)
+        code, out = finish(proc)
         outputs.append(out)
         assert code in (0, -signal.SIGKILL), out[-3000:]
-    code, out = _finish(_start(faulty, path))
+    code, out = finish(start_suite(faulty, path))
     outputs.append(out)
     assert code == 0, out[-3000:]
 
     all_runs = runs(f"sqlite:///{faulty / 'mlruns.db'}")
-    finished = collections.Counter(r.data.tags["medtl.spec_hash"] for r in _cell_runs(faulty) if r.info.status == "FINISHED")
+    finished = collections.Counter(r.data.tags["medtl.spec_hash"] for r in cell_runs(faulty) if r.info.status == "FINISHED")
     duplicates = {h: n for h, n in finished.items() if n > 1}
     killed = [r for r in all_runs if r.info.status == "KILLED"]
     reported = sum(len(re.findall(r"Marked stale RUNNING run", o)) for o in outputs)
@@ -132,90 +115,14 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_result(tmp
 @pytest.mark.timeout(1200)
 def test_two_workers_on_one_fresh_store_never_run_a_cell_twice(tmp_path):
     path = suite(tmp_path, **{**KILL_SUITE, "folds": 3})
-    procs = [_start(tmp_path, path) for _ in range(2)]  # both create the fresh store at once, too
-    results = [_finish(p) for p in procs]
+    procs = [start_suite(tmp_path, path) for _ in range(2)]  # both create the fresh store at once, too
+    results = [finish(p) for p in procs]
     for code, out in results:
         assert code == 0, out[-3000:]
-    cell_runs = _cell_runs(tmp_path)
-    finished = collections.Counter(r.data.tags["medtl.spec_hash"] for r in cell_runs if r.info.status == "FINISHED")
+    ran_runs = cell_runs(tmp_path)
+    finished = collections.Counter(r.data.tags["medtl.spec_hash"] for r in ran_runs if r.info.status == "FINISHED")
     ran = [int(re.search(r"Done in [\d.]+ s: (\d+) ran", out).group(1)) for _, out in results]
     print(f"\ntwo workers: {len(finished)} cells, ran {ran[0]} + {ran[1]}, FINISHED runs per cell: {set(finished.values())}")
     assert len(finished) == 1 + 3 * 2 and set(finished.values()) == {1}  # no cell ran twice
     assert sum(ran) == len(finished)
-    assert [r for r in cell_runs if r.info.status != "FINISHED"] == []
-
-
-# --- resume inside a cell (tasks/training/resume.py, benchmark/cell/resume.py) --------------------------------------
-
-RESUME_CASES = {
-    # A fine-tuning cell killed (SIGKILL) after its second epoch: augmentations, a warm-up + cosine schedule,
-    # early stopping and best-epoch selection all carry state across the kill.
-    "finetune": (dict(folds=2, hparams={"epochs": 4, "batch_size": 16, "augment": "light", "select": "mcc", "patience": 3,
-                                        "schedule": "cosine", "warmup_epochs": 1}), 2),
-    # Layer-wise: head only for epochs 0-1, the top group from epoch 2 (the second phase), killed after epoch 2.
-    "layerwise": (dict(folds=2, strategies=["layerwise"],
-                       hparams={"epochs": 5, "batch_size": 16, "unfreeze_every": 2, "select": "mcc"}), 3),
-    # A pretraining cell (the first cell to train) killed after its second epoch; the fine-tuning cells use its export.
-    "pretrain": (dict(folds=2, sources={"gen": {"pretrain": {"dataset": "gen-general", "options": {"size": 32, "per_class": 6},
-                                                           "folds": 3, "hparams": {"epochs": 3}}}}), 2),
-}
-
-
-def _tested(folder: Path) -> dict[str, dict[str, float]]:
-    """spec hash -> the test metrics of its FINISHED run (timings left out: they vary with load)."""
-    return {r.data.tags["medtl.spec_hash"]: {k: v for k, v in r.data.metrics.items() if k.startswith("test/")
-                                              and not any(t in k for t in ("fps", "seconds", "ips"))}
-            for r in _cell_runs(folder) if r.info.status == "FINISHED"}
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize("case", sorted(RESUME_CASES))
-def test_a_cell_killed_mid_fit_resumes_from_its_last_epoch_with_the_uninterrupted_metrics(tmp_path, case):
-    from tasks.training.resume import HOLD_ENV
-
-    changes, hold = RESUME_CASES[case]
-    reference, faulty = tmp_path / "reference", tmp_path / "faulty"
-    for folder in (reference, faulty):
-        folder.mkdir()
-    code, out = _finish(_start(reference, suite(reference, **changes)))
-    assert code == 0, out[-3000:]
-    expected = _tested(reference)
-
-    path, marker = suite(faulty, **changes), faulty / "held"
-    # The first cell that trains waits at the start of epoch `hold` (its epochs 0..hold-1 and their checkpoint are
-    # written) and writes the marker; then it is killed by PID, as a preempted job is.
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "benchmark", str(path)], cwd=faulty,
-                            env=cli_env(MLFLOW_TRACKING_URI=f"sqlite:///{faulty / 'mlruns.db'}", **{HOLD_ENV: f"{hold}:{marker}"}),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not marker.exists():
-        assert proc.poll() is None, f"exited {proc.returncode} before a cell was held: {proc.stdout.read()[-3000:]}"
-        assert time.monotonic() < deadline, "no cell reached the held epoch"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    (killed,) = [r for r in _cell_runs(faulty) if r.info.status == "RUNNING"]
-    folders = list((faulty / ".medtl_cache" / "resume").iterdir())
-    assert [f.name for f in folders] == [killed.data.tags["medtl.spec_hash"]]
-    assert (folders[0] / "last.ckpt").is_file()
-
-    code, out = _finish(_start(faulty, path))  # the rerun: no hold
-    assert code == 0, out[-3000:]
-    runs_of_cell = [r for r in _cell_runs(faulty) if r.data.tags["medtl.spec_hash"] == killed.data.tags["medtl.spec_hash"]]
-    (resumed,) = [r for r in runs_of_cell if r.info.status == "FINISHED"]
-    assert int(resumed.data.tags["medtl.resumed_from_epoch"]) == hold >= 2
-    assert resumed.data.tags["medtl.resumed_from_run"] == killed.info.run_id
-    assert {r.info.run_id: r.info.status for r in runs_of_cell if r is not resumed} == {killed.info.run_id: "KILLED"}
-    # The killed run's epochs were copied into the resumed run: its per-epoch history is whole.
-    from mlflow.tracking import MlflowClient
-
-    history = MlflowClient(f"sqlite:///{faulty / 'mlruns.db'}").get_metric_history(resumed.info.run_id, "val/loss")
-    assert len(history) == int(resumed.data.params["hparams.epochs"]) and len({m.step for m in history}) == len(history)
-    assert not any((faulty / ".medtl_cache" / "resume").iterdir())  # cleaned once the cell finished
-    # Every cell (the resumed one, and with a pretraining source every cell fine-tuned from its export) tests as the
-    # uninterrupted suite's did.
-    got = _tested(faulty)
-    assert set(got) == set(expected)
-    for spec_hash, metrics in expected.items():
-        assert metrics and got[spec_hash] == pytest.approx(metrics, abs=1e-6), spec_hash
+    assert [r for r in ran_runs if r.info.status != "FINISHED"] == []

@@ -142,7 +142,7 @@ def test_breastmnist_report_shows_its_folds_near_duplicates_and_the_deduplicated
     path = _suite(tmp_path, "breast-leakage", target={"dataset": "medmnist", "path": "breastmnist/breastmnist.npz",
                                                      # its one pixel-identical train/test pair is what this test is about
                                                      "options": {"allow_duplicates": True}},
-                  image_size=28, hparams={"epochs": 10, "batch_size": 64, "class_weighted": True})
+                  image_size=28, hparams={"epochs": 4, "batch_size": 64, "class_weighted": True})
     outcome = run_suite(path, data_root=shared_data, uri=mlflow_uri, accelerator="cpu", report_dir=tmp_path / "report",
                         echo=lambda *_: None)
     assert not outcome.failed

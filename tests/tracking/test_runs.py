@@ -62,3 +62,29 @@ def test_git_sha_of_another_repository_is_not_reported(tmp_path, monkeypatch):
         assert env.git_sha().startswith("release-")
     finally:
         env.git_sha.cache_clear()
+
+
+def test_a_store_made_from_the_tests_copied_schema_equals_one_mlflow_builds(tmp_path, monkeypatch):
+    # tests/conftest.py copies one schema for every new store (speed); it must be what MLflow itself builds there.
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    from tracking.preflight import creating_store
+
+    monkeypatch.chdir(tmp_path)
+    MlflowClient(f"sqlite:///{tmp_path / 'built.db'}").search_experiments()  # MLflow's own migrations
+    with creating_store(f"sqlite:///{tmp_path / 'copied.db'}"):
+        pass
+
+    def content(name):
+        db = sqlite3.connect(tmp_path / name)
+        try:
+            tables = [r[0] for r in db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")]
+            return (tables, db.execute("SELECT version_num FROM alembic_version").fetchall(),
+                    db.execute("SELECT experiment_id, name, artifact_location, lifecycle_stage FROM experiments").fetchall())
+        finally:
+            db.close()
+
+    built, copied = content("built.db"), content("copied.db")
+    assert copied == built and built[2] == [(0, "Default", str(tmp_path / "mlruns" / "0"), "active")]

@@ -4,7 +4,7 @@
 
 In-process: a callback stops the fit (an exception, as a kill would, after the epoch checkpoint of the
 previous epoch), a fresh module and backbone (as a rerun builds them) resume from the folder. The subprocess
-SIGKILL version of this is tests/benchmark/test_kill_resume.py.
+SIGKILL version of this is tests/benchmark/test_resume_mid_fit.py.
 """
 
 from __future__ import annotations
