@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUITE ?= benchmark/suites/smoke.yaml
 MLFLOW_PORT ?= 5000
 
-.PHONY: install test test-fast benchmark tune probes real-cpu report pipeline perf ui server lint-imports constraints clean
+.PHONY: install test test-durations test-fast benchmark tune probes real-cpu report pipeline perf ui server lint-imports constraints clean
 
 install:  ## create .venv and install medtl with its test extras, pinned by constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,13 @@ install:  ## create .venv and install medtl with its test extras, pinned by cons
 
 test:  ## the whole test suite (offline, CPU), plus the import-layering contract
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
-test-fast:  ## everything but the tests that train several models
-	$(BIN)/python -m pytest -m "not slow"
+test-durations:  ## the whole test suite, recording each file's seconds in tests/durations.json (make test runs long files first)
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --record-durations
+
+test-fast:  ## everything but the tests that train several models (slow), on 2 workers
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile --no-loadscope-reorder
 
 benchmark:  ## run a suite (default: the smoke suite on generated data) and print its leaderboard
 	$(BIN)/medtl benchmark $(SUITE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,6 +27,32 @@ if _WORKERS > 1 and not os.environ.get("OMP_NUM_THREADS"):
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
     if "torch" in sys.modules:  # read at torch's start-up; a plugin may have imported it already
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+# Seconds each test file took in a whole run (`make test-durations` rewrites it). `make test` hands files to its
+# two workers longest first (pytest-xdist --dist loadfile --no-loadscope-reorder): a long file handed out last
+# would run alone at the end while the other worker idles. A file not listed yet counts as 0 s (goes last).
+DURATIONS = Path(__file__).with_name("durations.json")
+_SECONDS: collections.Counter = collections.Counter()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help=f"write each test file's seconds to {DURATIONS.name} (the order `make test` runs files in)")
+
+
+def pytest_collection_modifyitems(config, items):
+    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0.0))  # stable: files stay whole, in order
+
+
+def pytest_runtest_logreport(report):
+    _SECONDS[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_sessionfinish(session):
+    if session.config.getoption("--record-durations") and not hasattr(session.config, "workerinput"):
+        DURATIONS.write_text(json.dumps({f: round(s, 1) for f, s in sorted(_SECONDS.items())}, indent=1) + "\n")
 
 
 def fixtures_root() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Mapping
 
@@ -53,6 +54,37 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+# Code that holds a store transaction open. An exception raised in its midst (a signal's) can leave the
+# SQLite write lock held by a connection nobody returns, and the KILLED bookkeeping that follows then waits
+# out the busy timeout (20 s) and fails with "database is locked" (seen: Ctrl-C of a suite exiting 1 with a
+# traceback; a --launcher local worker outliving its launcher by the full 20 s).
+_STORE_CODE = tuple(f"{os.sep}{part}{os.sep}" for part in ("sqlalchemy", os.path.join("mlflow", "store"),
+                                                            os.path.join("optuna", "storages"), "sqlite3"))
+RETRY_S = 0.05  # how soon a signal that arrived inside a store call is delivered again
+
+
+def in_store_call(frame) -> bool:
+    """Whether `frame` (a signal handler's) or a caller of it is running store code (see _STORE_CODE)."""
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in _STORE_CODE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def interrupt_when_safe(signum: int, frame) -> None:
+    """From a signal handler: raise Interrupted(signum) now, or, inside a store call, let the call finish and
+    send `signum` to this process again RETRY_S later (its handler then decides anew)."""
+    if in_store_call(frame):
+        import threading
+
+        timer = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+        return
+    raise Interrupted(signum)
 
 
 # Ends of a cell that are the user's or the system's doing, not the cell's fault (Lightning's

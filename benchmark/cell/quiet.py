@@ -20,6 +20,8 @@ NOISE = (
     (r".*LitLogger", "Lightning's advert for its hosted logger; runs go to MLflow"),
     (r".*GPU available but not used", "--accelerator cpu is the user's choice"),
     (r".*The number of training batches .* is smaller than the logging interval", "tiny folds log every step anyway"),
+    (r"Checkpoint directory .*resume.* exists and is not empty", "a cell's resume folder holds its run marker before "
+     "the first epoch checkpoint (benchmark/cell/resume.py); named per cell, so it came back with every cell"),
 )
 # Loggers whose INFO lines repeat per cell ("GPU available: False", "Seed set to 0", MLflow's table creation).
 INFO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed",

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tracking.claims import pid_alive
-from tracking.runs import Interrupted
+from tracking.runs import Interrupted, in_store_call, interrupt_when_safe
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -40,6 +40,9 @@ def stop_on_signals() -> Iterator[None]:
         if state["stopping"]:
             print(f"medtl: {signal.Signals(signum).name} again; still recording the runs as KILLED, then exiting.",
                   file=sys.stderr)
+            return
+        if in_store_call(frame):  # a store transaction is open: stop once it ends (tracking.runs.interrupt_when_safe)
+            interrupt_when_safe(signum, frame)
             return
         state["stopping"] = True
         raise Interrupted(signum)

@@ -263,9 +263,11 @@ def _worker_process(index: int, *args) -> None:
     SIGINT / SIGTERM end its trial FAIL (run KILLED) and it with 130 / 143."""
     import signal
 
-    from tracking.runs import Interrupted
+    from tracking.runs import Interrupted, in_store_call, interrupt_when_safe
 
     def stop(signum, frame):
+        if in_store_call(frame):  # a storage transaction is open: stop once it ends
+            return interrupt_when_safe(signum, frame)
         for s in (signal.SIGINT, signal.SIGTERM):  # once: the second signal must not cut the recording short
             signal.signal(s, signal.SIG_IGN)
         raise Interrupted(signum)
@@ -278,7 +280,6 @@ def _worker_process(index: int, *args) -> None:
         sys.exit(EXIT_TRIALS_FAILED)
     except Interrupted as exc:
         sys.exit(exc.exit_code)
-
 
 
 def work(index: int, row: StudyRow, settings: TuneSettings, parent_id: str, experiment_id: str) -> None:

@@ -135,3 +135,25 @@ def test_sigkill_of_a_local_launcher_ends_its_workers_and_the_rerun_reaps_its_su
     assert not [r for r in after if r.info.status == "RUNNING"], [(r.info.run_name, r.data.tags.get("medtl.stage")) for r in after]
     suites = sorted((r.info.start_time, r.info.status) for r in after if r.data.tags.get("medtl.stage") == "suite")
     assert [s for _, s in suites] == ["KILLED", "FINISHED"]
+
+
+def test_a_signal_inside_a_store_call_waits_for_the_call_to_end():
+    # An exception raised in the midst of SQLAlchemy / MLflow store code can leave SQLite's write lock held, and
+    # recording the runs KILLED then fails with "database is locked" after the 20 s busy timeout. The handler lets
+    # the store call finish and stops right after it.
+    import os
+
+    from benchmark.run.signals import stop_on_signals
+    from tracking.runs import Interrupted
+
+    namespace: dict = {}
+    # A stand-in for a store call: code whose file lies under sqlalchemy/, running bytecode while the signal arrives.
+    exec(compile("def commit(kill, steps):\n    kill()\n    for _ in range(steps):\n        pass\n    return 'committed'\n",
+                 os.path.join(os.sep, "site-packages", "sqlalchemy", "engine", "base.py"), "exec"), namespace)
+    finished = []
+    with pytest.raises(Interrupted) as info, stop_on_signals():
+        finished.append(namespace["commit"](lambda: os.kill(os.getpid(), signal.SIGINT), 3_000_000))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the signal comes back within RETRY_S, outside the store call
+            time.sleep(0.01)
+    assert finished == ["committed"] and info.value.signum == signal.SIGINT

@@ -15,7 +15,8 @@ from tests.benchmark.suites import write_suite
 
 REPO = Path(__file__).resolve().parents[2]
 # Library lines that said nothing to a researcher, once per cell (issue 22).
-NOISE = ("srun", "LeafSpec", "does not have many workers", "GPU available", "LitLogger", "Creating initial MLflow database")
+NOISE = ("srun", "LeafSpec", "does not have many workers", "GPU available", "LitLogger", "Creating initial MLflow database",
+         "exists and is not empty")
 
 
 def _subcommands() -> dict:
