@@ -63,6 +63,7 @@ class Interrupted(BaseException):
 _STORE_CODE = tuple(f"{os.sep}{part}{os.sep}" for part in ("sqlalchemy", os.path.join("mlflow", "store"),
                                                             os.path.join("optuna", "storages"), "sqlite3"))
 RETRY_S = 0.05  # how soon a signal that arrived inside a store call is delivered again
+_deferred: dict = {}  # signum -> its pending re-delivery (threading.Timer), at most one per signal
 
 
 def in_store_call(frame) -> bool:
@@ -74,17 +75,39 @@ def in_store_call(frame) -> bool:
     return False
 
 
-def interrupt_when_safe(signum: int, frame) -> None:
-    """From a signal handler: raise Interrupted(signum) now, or, inside a store call, let the call finish and
-    send `signum` to this process again RETRY_S later (its handler then decides anew)."""
-    if in_store_call(frame):
+def _redeliver(signum: int) -> None:
+    import _thread
+
+    if _deferred.pop(signum, None) is not None:
+        _thread.interrupt_main(signum)  # as if it arrived now; nothing once its handler is gone (SIG_DFL / SIG_IGN)
+
+
+def defer_signal(signum: int) -> None:
+    """Deliver `signum` to the main thread again RETRY_S from now (once, however often it is deferred meanwhile)."""
+    if signum not in _deferred:
         import threading
 
-        timer = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+        timer = threading.Timer(RETRY_S, _redeliver, (signum,))
         timer.daemon = True
+        _deferred[signum] = timer
         timer.start()
+
+
+def interrupted(signum: int) -> Interrupted:
+    """The Interrupted to raise for `signum`; a re-delivery still pending is dropped (the stop is under way)."""
+    for timer in _deferred.values():
+        timer.cancel()
+    _deferred.clear()
+    return Interrupted(signum)
+
+
+def interrupt_when_safe(signum: int, frame) -> None:
+    """From a signal handler: raise Interrupted(signum) now, or, inside a store call, let the call finish and
+    deliver `signum` again shortly (its handler then decides anew)."""
+    if in_store_call(frame):
+        defer_signal(signum)
         return
-    raise Interrupted(signum)
+    raise interrupted(signum)
 
 
 # Ends of a cell that are the user's or the system's doing, not the cell's fault (Lightning's

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tracking.claims import pid_alive
-from tracking.runs import Interrupted, in_store_call, interrupt_when_safe
+from tracking.runs import Interrupted, defer_signal, in_store_call, interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -42,10 +42,10 @@ def stop_on_signals() -> Iterator[None]:
                   file=sys.stderr)
             return
         if in_store_call(frame):  # a store transaction is open: stop once it ends (tracking.runs.interrupt_when_safe)
-            interrupt_when_safe(signum, frame)
+            defer_signal(signum)
             return
         state["stopping"] = True
-        raise Interrupted(signum)
+        raise interrupted(signum)
 
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:

@@ -8,9 +8,11 @@ Strategies that train go through Lightning (`_fit_and_test`); strategies with a 
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.environments import LightningEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from tasks.data.datamodule import TaskDataModule
 from tasks.data.device_pipeline import loader_workers, resolve_pipeline
@@ -29,6 +32,7 @@ from tasks.training.setup import Machine, TrainPlan
 from tasks.training.progress import TransientProgressBar
 from tasks.training.speed import Compile, MemoryFormat, warn_precision
 from tasks.training.strategies import get_strategy
+from tracking.runs import interrupted
 
 
 @dataclass
@@ -165,7 +169,7 @@ def train_and_test(task: Task, backbone, plan: TrainPlan, machine: Machine = Mac
     layout = MemoryFormat(machine.memory_format)
     precision = warn_precision(machine.precision, accelerator)
     resume = Path(machine.resume_dir) if machine.resume_dir is not None else None
-    with tempfile.TemporaryDirectory(prefix="medtl-ckpt-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="medtl-ckpt-") as scratch, _sigterm_interrupts():
         folder = resume / "selected" if resume is not None else Path(scratch)
         result = _fit_and_test(module, datamodule, strategy, hp, selection_callbacks(select, patience, folder),
                                logger=logger, accelerator=accelerator, devices=devices, precision=precision,
@@ -177,6 +181,17 @@ def train_and_test(task: Task, backbone, plan: TrainPlan, machine: Machine = Mac
         if keep_checkpoint is not None and best is not None:
             shutil.copy(best, keep_checkpoint)
         return result
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """Lightning's SIGTERM handler, chained before medtl's, stops its loops with SIGTERMException (a SystemExit)
+    when medtl's handler has put the signal off for a moment (tracking.runs.in_store_call): either way the fit
+    ends as every interrupted cell does, with tracking.runs.Interrupted (KILLED, exit 143)."""
+    try:
+        yield
+    except SIGTERMException:
+        raise interrupted(signal.SIGTERM) from None
 
 
 def _fit_frozen(strategy, task, backbone, datamodule, hp, *, size, seed, accelerator, num_workers, logger,
