@@ -157,3 +157,16 @@ def test_a_signal_inside_a_store_call_waits_for_the_call_to_end():
         while time.monotonic() < deadline:  # the signal comes back within RETRY_S, outside the store call
             time.sleep(0.01)
     assert finished == ["committed"] and info.value.signum == signal.SIGINT
+
+
+def test_lightnings_own_sigterm_stop_ends_a_fit_as_every_interrupted_cell_does():
+    # Lightning's SIGTERM handler runs before medtl's; when medtl's puts the signal off (store call above), Lightning
+    # stops its loop with SIGTERMException (a SystemExit, exit 0), which must end the cell as Interrupted (143).
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from tasks.training.fit import _sigterm_interrupts
+    from tracking.runs import Interrupted
+
+    with pytest.raises(Interrupted) as info, _sigterm_interrupts():
+        raise SIGTERMException
+    assert info.value.signum == signal.SIGTERM and info.value.exit_code == 143
