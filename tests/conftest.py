@@ -89,6 +89,7 @@ def _store_schema_once(tmp_path_factory):
     """
     import shutil
     import sqlite3
+    from contextlib import closing
 
     from tracking import preflight
 
@@ -100,18 +101,14 @@ def _store_schema_once(tmp_path_factory):
         preflight.build_schema(template)
     finally:
         os.chdir(previous)
-    with sqlite3.connect(template) as db:
+    with closing(sqlite3.connect(template)) as db:
         (default_location,) = db.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0").fetchone()
 
     def copy_schema(path: Path) -> None:
         shutil.copyfile(template, path)
         location = default_location.replace(str(folder), str(Path.cwd()), 1)
-        db = sqlite3.connect(path)
-        try:
-            with db:
-                db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (location,))
-        finally:
-            db.close()
+        with closing(sqlite3.connect(path)) as db, db:  # closed, and the update committed
+            db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (location,))
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(preflight, "build_schema", copy_schema)

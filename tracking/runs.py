@@ -101,15 +101,6 @@ def interrupted(signum: int) -> Interrupted:
     return Interrupted(signum)
 
 
-def interrupt_when_safe(signum: int, frame) -> None:
-    """From a signal handler: raise Interrupted(signum) now, or, inside a store call, let the call finish and
-    deliver `signum` again shortly (its handler then decides anew)."""
-    if in_store_call(frame):
-        defer_signal(signum)
-        return
-    raise interrupted(signum)
-
-
 # Ends of a cell that are the user's or the system's doing, not the cell's fault (Lightning's
 # SystemExit(1) after a KeyboardInterrupt included).
 STOPPED = (KeyboardInterrupt, Interrupted, SystemExit)

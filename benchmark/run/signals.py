@@ -41,7 +41,7 @@ def stop_on_signals() -> Iterator[None]:
             print(f"medtl: {signal.Signals(signum).name} again; still recording the runs as KILLED, then exiting.",
                   file=sys.stderr)
             return
-        if in_store_call(frame):  # a store transaction is open: stop once it ends (tracking.runs.interrupt_when_safe)
+        if in_store_call(frame):  # a store transaction is open: stop once it ends (tracking.runs.defer_signal)
             defer_signal(signum)
             return
         state["stopping"] = True

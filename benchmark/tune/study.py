@@ -99,7 +99,7 @@ def study_rows(suite) -> list[StudyRow]:
     for spec in suite.finetune_cells:
         if get_strategy(spec.strategy).tunable:
             row = StudyRow(suite.name, spec, tuple(sorted(suite.throughput.items())), suite.num_workers,
-                           getattr(suite, "tune_scope", "shared"))
+                           suite.tune_scope)
             rows.setdefault(row.name, row)
     return list(rows.values())
 
@@ -263,14 +263,14 @@ def _worker_process(index: int, *args) -> None:
     SIGINT / SIGTERM end its trial FAIL (run KILLED) and it with 130 / 143."""
     import signal
 
-    from tracking.runs import Interrupted, in_store_call, interrupt_when_safe
+    from tracking.runs import Interrupted, defer_signal, in_store_call, interrupted
 
     def stop(signum, frame):
-        if in_store_call(frame):  # a storage transaction is open: stop once it ends
-            return interrupt_when_safe(signum, frame)
+        if in_store_call(frame):  # a storage transaction is open: stop once it ends (tracking.runs.defer_signal)
+            return defer_signal(signum)
         for s in (signal.SIGINT, signal.SIGTERM):  # once: the second signal must not cut the recording short
             signal.signal(s, signal.SIG_IGN)
-        raise Interrupted(signum)
+        raise interrupted(signum)
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, stop)
@@ -386,7 +386,7 @@ def tune_suite(suite, settings: TuneSettings, echo=print) -> list:
 
     rows, untuned = study_rows(suite), untuned_rows(suite)
     tuned = len({r.short for r in rows})
-    scope = effective_scope(getattr(suite, "tune_scope", "shared"), rows[0].spec.folds) if rows else "shared"
+    scope = effective_scope(suite.tune_scope, rows[0].spec.folds) if rows else "shared"
     echo(f"Tuning {tuned} of {tuned + len(untuned)} row(s) of suite {suite.name} in {len(rows)} stud{'y' if len(rows) == 1 else 'ies'} "
          f"({scope}: {'one per row and outer fold' if scope == 'nested' else 'one per row'}) with {settings.n_trials} trials each "
          f"(storage {shown_url(settings.storage)}, {settings.workers} worker(s), pruner {settings.pruner}).")
